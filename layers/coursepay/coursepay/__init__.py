@@ -1,0 +1,1 @@
+"""Shared package of the course payments backend."""
