@@ -1,0 +1,69 @@
+"""The retry queue's consumer: re-applies queued callbacks with backoff and partial failures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from coursepay.observability import count, logger, metrics
+from coursepay.services.backoff import redelivery_delay
+from coursepay.services.callbacks import RETRY_MESSAGE_KIND, CallbackResult
+from coursepay.wiring import callback_service, retry_queue
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+# Outcomes that mean "try again later"; every other outcome is final for the message.
+_TRANSIENT = frozenset({CallbackResult.UNAVAILABLE, CallbackResult.QUEUED})
+
+
+class RetryNotDone(RuntimeError):
+    """The message could not be applied this time; SQS delivers it again, or dead-letters it."""
+
+
+def handle_message(record: SQSRecord) -> None:
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    try:
+        _apply(record)
+    except Exception:
+        delay = redelivery_delay(receive_count)
+        logger.exception(
+            "retry failed", message_id=record.message_id, receive_count=receive_count, delay=delay
+        )
+        count("RetryFailed")
+        try:
+            retry_queue().delay_redelivery(record.receipt_handle, delay)
+        except Exception:
+            logger.exception("could not set the redelivery delay", message_id=record.message_id)
+        raise
+
+
+def _apply(record: SQSRecord) -> None:
+    message = json.loads(record.body)
+    kind = message.get("kind") if isinstance(message, dict) else None
+    if kind != RETRY_MESSAGE_KIND:
+        raise RetryNotDone(f"unknown retry message kind {kind!r}")
+    outcome = callback_service().reprocess(message)
+    if outcome.result in _TRANSIENT:
+        raise RetryNotDone(outcome.message)
+    count("RetryApplied")
+    logger.info(
+        "queued callback applied",
+        message_id=record.message_id,
+        result=str(outcome.result),
+        payment_id=outcome.payment_id,
+    )
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=handle_message, processor=processor, context=context
+    )

@@ -1,0 +1,1 @@
+"""PayMob: the shapes of its callbacks and answers, and its API client."""

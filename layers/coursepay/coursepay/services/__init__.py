@@ -1,0 +1,1 @@
+"""Use cases: each takes its ports (storage, PayMob, clock) and applies the state machine."""
