@@ -14,6 +14,7 @@ class FactSource(StrEnum):
     INQUIRY = "INQUIRY"  # an answer PayMob gave to our own authenticated request
     RECONCILER = "RECONCILER"  # our scheduled check of stuck payments
     ADMIN = "ADMIN"
+    ENROLMENT = "ENROLMENT"  # the enrolment step found the student already owns the course
 
 
 class FactKind(StrEnum):
@@ -27,6 +28,7 @@ class FactKind(StrEnum):
     VOIDED = "VOIDED"  # the parent transaction, now voided
     EXPIRED = "EXPIRED"  # no transaction arrived before the intention expired
     OVERRIDE = "OVERRIDE"  # an admin sets the status, with a reason
+    DUPLICATE_PAYMENT = "DUPLICATE_PAYMENT"  # paid for a course the student already owns
 
 
 @dataclass(frozen=True, slots=True)

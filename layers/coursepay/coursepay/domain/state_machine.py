@@ -36,6 +36,7 @@ class DecisionReason(StrEnum):
     TRANSACTION_LEARNED = "TRANSACTION_LEARNED"
     DOUBLE_CHARGE = "DOUBLE_CHARGE"
     FOREIGN_REVERSAL = "FOREIGN_REVERSAL"
+    DUPLICATE_PAYMENT = "DUPLICATE_PAYMENT"
     # Recorded no-ops
     DUPLICATE = "DUPLICATE"
     DECLINE_AFTER_PAYMENT = "DECLINE_AFTER_PAYMENT"
@@ -259,6 +260,13 @@ def _on_override(p: Payment, f: TransactionFact, now: str) -> Decision:
     return _change(p, now, DecisionReason.OVERRIDDEN, flags={PaymentFlag.ADMIN_OVERRIDE}, **updates)
 
 
+def _on_duplicate_payment(p: Payment, f: TransactionFact, now: str) -> Decision:
+    # The enrolment is not doubled; the money goes back by an admin's refund.
+    if p.status not in (S.PAID, S.PARTIALLY_REFUNDED):
+        return _noop(p, DecisionReason.SAME_STATUS)
+    return _change(p, now, DecisionReason.DUPLICATE_PAYMENT, flags={PaymentFlag.DUPLICATE_PAYMENT})
+
+
 _RULES: dict[FactKind, Callable[[Payment, TransactionFact, str], Decision]] = {
     FactKind.SUCCESS: _on_success,
     FactKind.DECLINED: _on_declined,
@@ -270,6 +278,7 @@ _RULES: dict[FactKind, Callable[[Payment, TransactionFact, str], Decision]] = {
     FactKind.VOIDED: _on_void,
     FactKind.EXPIRED: _on_expired,
     FactKind.OVERRIDE: _on_override,
+    FactKind.DUPLICATE_PAYMENT: _on_duplicate_payment,
 }
 
 
