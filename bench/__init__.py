@@ -1,0 +1,1 @@
+"""Benchmarks that print comparison tables (ours against a baseline in the same run)."""
