@@ -107,7 +107,9 @@ class CallbackService:
         if self._limiter.is_blocked(source_ip, self._monotonic()):
             return _rejected(CallbackResult.THROTTLED, "too many bad signatures from this source")
         if len(body) > self._max_body_bytes:
-            return _rejected(CallbackResult.TOO_LARGE, f"body over {self._max_body_bytes} bytes")
+            return _rejected(
+                CallbackResult.TOO_LARGE, f"body over {self._max_body_bytes // 1024} KiB"
+            )
         parsed = _parse_envelope(body)
         if isinstance(parsed, CallbackOutcome):
             return parsed
