@@ -1,0 +1,1 @@
+"""Shared test support: builders of domain objects used across the test suites."""
