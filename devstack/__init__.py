@@ -1,0 +1,1 @@
+"""Offline local stack: AWS emulator, API gateway, event pumps, PayMob simulator."""
