@@ -274,7 +274,8 @@ def test_a_transient_failure_queues_the_verified_callback_and_answers_200(servic
     applied = service.reprocess(message)
 
     assert applied.result is CallbackResult.ACCEPTED
-    assert store.payments["pay-1"].status is PaymentStatus.PAID
+    after_retry = store.payments["pay-1"]
+    assert after_retry.status is PaymentStatus.PAID
 
 
 def test_when_even_the_queue_fails_paymob_gets_a_5xx(store, clock):

@@ -35,6 +35,8 @@ def to_minor_units(amount: str | Decimal, currency: str) -> int:
         value = Decimal(amount)
     except InvalidOperation:
         raise ValueError(f"not a decimal amount: {amount!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not a decimal amount: {amount!r}")
     scaled = value.scaleb(exponent(currency))
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{amount} {currency} has more than {exponent(currency)} decimals")

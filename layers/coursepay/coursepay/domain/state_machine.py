@@ -115,7 +115,8 @@ def _on_success(p: Payment, f: TransactionFact, now: str) -> Decision:
             **settled_fields,
         )
     reason = DecisionReason.LATE_SUCCESS if late else DecisionReason.PAID
-    return _change(p, now, reason, flags=late, status=S.PAID, **settled_fields)
+    status = S.PARTIALLY_REFUNDED if p.refunded_amount_cents > 0 else S.PAID
+    return _change(p, now, reason, flags=late, status=status, **settled_fields)
 
 
 def _on_declined(p: Payment, f: TransactionFact, now: str) -> Decision:
@@ -149,8 +150,6 @@ def _on_refund_child(p: Payment, f: TransactionFact, now: str) -> Decision:
     child = f.paymob_transaction_id
     if child is None or child in p.refund_transactions:
         return _noop(p, DecisionReason.DUPLICATE)
-    if p.status is S.VOIDED:
-        return _noop(p, DecisionReason.ALREADY_VOIDED)
     if _is_foreign(p, f.parent_transaction_id):
         return _change(
             p, now, DecisionReason.FOREIGN_REVERSAL, flags={PaymentFlag.FOREIGN_REVERSAL}
@@ -166,8 +165,10 @@ def _on_refunded_parent(p: Payment, f: TransactionFact, now: str) -> Decision:
         return _change(
             p, now, DecisionReason.FOREIGN_REVERSAL, flags={PaymentFlag.FOREIGN_REVERSAL}
         )
+    reported = max(p.refund_reported_cents, f.refunded_amount_cents or 0)
     if p.status in _NOT_YET_PAID:
-        # The first we hear of this payment is that it was paid and then refunded.
+        # The first we hear of this payment is that it was paid and then refunded: the
+        # parent carries the original (signed) amount, so it is checked like a success.
         mismatches = _mismatches(p, f)
         if mismatches:
             return _change(
@@ -177,8 +178,9 @@ def _on_refunded_parent(p: Payment, f: TransactionFact, now: str) -> Decision:
                 flags=mismatches,
                 status=S.UNDER_REVIEW,
                 paymob_transaction_id=f.paymob_transaction_id,
+                refund_reported_cents=reported,
+                refunded_amount_cents=max(sum(p.refund_transactions.values()), reported),
             )
-    reported = max(p.refund_reported_cents, f.refunded_amount_cents or 0)
     return _apply_refund(p, f, now, p.refund_transactions, reported, f.paymob_transaction_id)
 
 
@@ -192,16 +194,21 @@ def _apply_refund(
 ) -> Decision:
     refunded = max(sum(refunds.values()), reported)
     flags: set[PaymentFlag] = set()
-    if p.status in (S.FAILED, S.EXPIRED):
-        flags.add(PaymentFlag.LATE_SUCCESS)
     if f.kind is FactKind.REFUNDED and f.refunded_amount_cents is None and refunded == 0:
         flags.add(PaymentFlag.REFUND_AMOUNT_UNKNOWN)
-    if p.status is S.UNDER_REVIEW:
-        status = S.UNDER_REVIEW  # an admin settles a payment under review
+    status: PaymentStatus
+    if p.status in (S.UNDER_REVIEW, S.VOIDED):
+        status = p.status  # an admin settles a payment under review; a void stays a void
     elif refunded >= p.amount_cents:
         status = S.REFUNDED
+    elif p.status in _NOT_YET_PAID and f.kind is FactKind.REFUND:
+        # A partial refund's child carries only the refunded amount: the course is granted
+        # when the success (or the parent), whose signed amount is checked, arrives.
+        status = p.status
     else:
         status = S.PARTIALLY_REFUNDED
+    if p.status in (S.FAILED, S.EXPIRED) and status not in (S.FAILED, S.EXPIRED):
+        flags.add(PaymentFlag.LATE_SUCCESS)
     return _change(
         p,
         now,
@@ -226,10 +233,12 @@ def _on_void(p: Payment, f: TransactionFact, now: str) -> Decision:
             p, now, DecisionReason.FOREIGN_REVERSAL, flags={PaymentFlag.FOREIGN_REVERSAL}
         )
     # A void dominates a refund: older payloads may have shown its child as a refund.
+    late = {PaymentFlag.LATE_SUCCESS} if p.status in (S.FAILED, S.EXPIRED) else set()
     return _change(
         p,
         now,
         DecisionReason.VOID_APPLIED,
+        flags=late,
         status=S.VOIDED,
         paymob_transaction_id=p.paymob_transaction_id or parent_id,
     )
@@ -252,6 +261,8 @@ def _on_override(p: Payment, f: TransactionFact, now: str) -> Decision:
         raise InvalidFact("an override needs a target status")
     if not (f.reason or "").strip():
         raise InvalidFact("an override needs a reason")
+    if not (f.actor or "").strip():
+        raise InvalidFact("an override needs the admin who made it")
     if f.override_status is p.status:
         return _noop(p, DecisionReason.SAME_STATUS)
     updates: dict[str, Any] = {"status": f.override_status}
