@@ -1,1 +1,1 @@
-"""Shared test support: builders of domain objects used across the test suites."""
+"""Shared test support: domain builders, fakes, and an in-process AWS holding the stack."""
