@@ -38,7 +38,7 @@ def api_event(
         path=path,
         query_string=query,
         data=body,
-        headers=dict(headers or {"content-type": "application/json"}),
+        headers=list((headers or {"content-type": "application/json"}).items()),
         environ_base={"REMOTE_ADDR": source_ip},
     ).get_environ()
     # The request line as a client sends it, query included, as a real server records it.
