@@ -7,7 +7,7 @@ import sys
 
 from bench.report import write_section
 
-BENCHMARKS = ["bench.cold_imports"]
+BENCHMARKS = ["bench.cold_imports", "bench.webhook_latency"]
 
 
 def main(names: list[str]) -> None:

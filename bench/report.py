@@ -65,7 +65,7 @@ def write_section(section: Section, doc: Path = DOC) -> None:
 
 
 def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f}"
+    return f"{seconds * 1000:.2f}"
 
 
 def percentile(samples: list[float], q: float) -> float:
