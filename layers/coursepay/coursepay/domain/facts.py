@@ -15,6 +15,7 @@ class FactSource(StrEnum):
     RECONCILER = "RECONCILER"  # our scheduled check of stuck payments
     ADMIN = "ADMIN"
     ENROLMENT = "ENROLMENT"  # the enrolment step found the student already owns the course
+    CHECKOUT = "CHECKOUT"  # PayMob refused or failed to open the checkout: no transaction
 
 
 class FactKind(StrEnum):

@@ -1,0 +1,323 @@
+"""Reconciliation: payments PENDING too long are checked with PayMob, and lapsed ones expire.
+
+A callback can be lost (PayMob documents no retries); the reconciler asks PayMob on a
+schedule that is dense while a student may still be paying and sparse after, and expires a
+payment whose checkout lapsed with no transaction. Every change goes through the state
+machine; every check is an audit entry under the payment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from coursepay.domain.facts import FactKind, FactSource, TransactionFact
+from coursepay.domain.payment import Payment, PaymentStatus
+from coursepay.domain.records import EventKind, PaymentEvent
+from coursepay.domain.state_machine import Decision, decide
+from coursepay.observability import count, logger
+from coursepay.services.inquiry import (
+    InquiryAnswer,
+    InquiryResult,
+    PaymentInquiry,
+    claim_check,
+    iso,
+    parse_time,
+    release_check,
+)
+from coursepay.storage.errors import StalePayment, StorageError
+from coursepay.storage.pagination import Page
+
+ACTOR = "reconciler"
+
+# The check schedule, from a payment's creation: one minute in (a callback is overdue by
+# then), every five minutes five times while the student may still be on PayMob's page,
+# then hourly until the checkout expires.
+FIRST_CHECK = timedelta(minutes=1)
+FREQUENT_INTERVAL = timedelta(minutes=5)
+FREQUENT_CHECKS = 5
+LATER_INTERVAL = timedelta(hours=1)
+_LAST_FREQUENT = FIRST_CHECK + FREQUENT_CHECKS * FREQUENT_INTERVAL
+
+
+def next_check_at(created_at: datetime, last_checked_at: datetime | None) -> datetime:
+    """The first scheduled check after the last one (the very first if never checked)."""
+    if last_checked_at is None or last_checked_at < created_at + FIRST_CHECK:
+        return created_at + FIRST_CHECK
+    elapsed = last_checked_at - created_at
+    if elapsed < _LAST_FREQUENT:
+        done = math.floor((elapsed - FIRST_CHECK) / FREQUENT_INTERVAL)
+        return created_at + FIRST_CHECK + (done + 1) * FREQUENT_INTERVAL
+    done = math.floor((elapsed - _LAST_FREQUENT) / LATER_INTERVAL)
+    return created_at + _LAST_FREQUENT + (done + 1) * LATER_INTERVAL
+
+
+class ReconcilePayments(Protocol):
+    def list_by_status(
+        self,
+        status: PaymentStatus,
+        *,
+        updated_before: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Payment]: ...
+
+    def get(self, payment_id: str, consistent: bool = True) -> Payment | None: ...
+
+    def save(
+        self,
+        decision: Decision,
+        event: PaymentEvent | None,
+        claim_transaction_id: str | None = None,
+    ) -> None: ...
+
+    def record_event(self, event: PaymentEvent) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSettings:
+    # Payments whose last change is younger than this are not even listed.
+    pending_threshold_seconds: int = 60
+    # Used when a payment has no expires_at (created before checkout stored one).
+    expiration_seconds: int = 3600
+    # A student who started paying just before expiry may still finish: wait a little.
+    expiry_grace_seconds: int = 300
+    # Most payments asked about per run.
+    batch_limit: int = 50
+    page_size: int = 50
+    # Stop taking payments when less than this is left of the invocation: one inquiry with
+    # its retries and timeouts must still fit.
+    safety_margin_seconds: int = 45
+    # Consecutive PayMob outages after which the run stops: the next run is the retry.
+    max_consecutive_unavailable: int = 3
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    listed: int = 0
+    not_due: int = 0
+    checked: int = 0
+    applied: int = 0
+    no_transaction: int = 0
+    expired: int = 0
+    unavailable: int = 0
+    busy: int = 0  # changed under us (a callback, a poller): nothing to do this run
+    unlinked: int = 0
+    errors: int = 0
+    stopped: str | None = None  # why the run ended before the listing did
+    payment_ids: list[str] = field(default_factory=list)  # the payments asked about
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ReconcileService:
+    def __init__(
+        self,
+        payments: ReconcilePayments,
+        inquiry: PaymentInquiry,
+        settings: ReconcileSettings,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._payments = payments
+        self._inquiry = inquiry
+        self._settings = settings
+        self._clock = clock
+
+    def run(self, remaining_millis: Callable[[], int]) -> ReconcileReport:
+        """One scheduled run: bounded by the batch limit and the invocation's remaining time."""
+        settings = self._settings
+        report = ReconcileReport()
+        started = self._clock()
+        updated_before = iso(started - timedelta(seconds=settings.pending_threshold_seconds))
+        cursor: str | None = None
+        consecutive_unavailable = 0
+        while report.stopped is None:
+            page = self._payments.list_by_status(
+                PaymentStatus.PENDING,
+                updated_before=updated_before,
+                limit=settings.page_size,
+                cursor=cursor,
+            )
+            for payment in page.items:
+                report.stopped = self._stop_reason(report, remaining_millis)
+                if report.stopped is not None:
+                    break
+                report.listed += 1
+                result = self._reconcile(payment, report)
+                if result is InquiryResult.UNAVAILABLE:
+                    consecutive_unavailable += 1
+                    if consecutive_unavailable >= settings.max_consecutive_unavailable:
+                        report.stopped = "paymob_unavailable"
+                        break
+                elif result is not None:
+                    consecutive_unavailable = 0
+            cursor = page.cursor
+            if cursor is None:
+                break
+        count("ReconcileRun")
+        count("ReconcileChecked", report.checked)
+        count("ReconcileExpired", report.expired)
+        count("ReconcilePaymobUnavailable", report.unavailable)
+        logger.info("reconcile run finished", **report.to_json())
+        return report
+
+    def _stop_reason(
+        self, report: ReconcileReport, remaining_millis: Callable[[], int]
+    ) -> str | None:
+        if report.checked >= self._settings.batch_limit:
+            return "batch_limit"
+        if remaining_millis() < self._settings.safety_margin_seconds * 1000:
+            return "time_budget"
+        return None
+
+    def _reconcile(self, payment: Payment, report: ReconcileReport) -> InquiryResult | None:
+        """Check one payment if it is due; the inquiry's result, or None when not asked."""
+        now = self._clock()
+        created = parse_time(payment.created_at)
+        last_checked = (
+            None if payment.last_checked_at is None else parse_time(payment.last_checked_at)
+        )
+        lapsed = now >= self._expires_at(payment) + timedelta(
+            seconds=self._settings.expiry_grace_seconds
+        )
+        # A lapsed checkout is asked about every run until it is settled or expired.
+        if not lapsed and next_check_at(created, last_checked) > now:
+            report.not_due += 1
+            return None
+        try:
+            return self._check(payment, now, lapsed, report)
+        except StorageError:
+            report.errors += 1
+            count("ReconcileError")
+            logger.exception("reconcile of a payment failed", payment_id=payment.payment_id)
+            return None
+
+    def _check(
+        self, payment: Payment, now: datetime, lapsed: bool, report: ReconcileReport
+    ) -> InquiryResult | None:
+        claimed = claim_check(self._payments, payment, iso(now))
+        if claimed is None:
+            report.busy += 1
+            return None
+        report.checked += 1
+        report.payment_ids.append(payment.payment_id)
+        answer = self._inquiry.ask(claimed, "Reconciler")
+        if not answer.reached_paymob:
+            # Nothing changes; the check is given back so the next run asks again.
+            report.unavailable += 1
+            release_check(self._payments, claimed, payment.last_checked_at)
+            return InquiryResult.UNAVAILABLE
+        if answer.result is InquiryResult.NO_TRANSACTION and lapsed:
+            self._expire(claimed, now, report)
+            return answer.result
+        if answer.result is InquiryResult.APPLIED:
+            report.applied += 1
+        elif answer.result is InquiryResult.NO_TRANSACTION:
+            report.no_transaction += 1
+        elif answer.result is InquiryResult.UNLINKED:
+            report.unlinked += 1
+        self._audit(claimed, now, answer)
+        return answer.result
+
+    def _expire(self, payment: Payment, now: datetime, report: ReconcileReport) -> None:
+        fact = TransactionFact(
+            source=FactSource.RECONCILER,
+            kind=FactKind.EXPIRED,
+            paymob_order_id=payment.paymob_order_id,
+            actor=ACTOR,
+        )
+        at = iso(now)
+        for _ in range(3):
+            decision = decide(payment, fact, at)
+            event = self._event(
+                payment,
+                at,
+                fact_kind=str(fact.kind),
+                decision=str(decision.reason),
+                status_after=str(decision.after.status),
+                reason="no transaction at PayMob after the checkout expired",
+                payload={"inquiry": str(InquiryResult.NO_TRANSACTION)},
+            )
+            try:
+                self._payments.save(decision, event)
+            except StalePayment as stale:
+                # A callback landed between the inquiry and now: decide again on it.
+                fresh = stale.current or self._payments.get(payment.payment_id, consistent=True)
+                if fresh is None:
+                    return
+                payment = fresh
+                continue
+            if decision.status_changed:
+                report.expired += 1
+                logger.info(
+                    "payment transition",
+                    payment_id=payment.payment_id,
+                    from_status=str(decision.before.status),
+                    to_status=str(decision.after.status),
+                    reason=str(decision.reason),
+                    source=str(FactSource.RECONCILER),
+                )
+            return
+        report.errors += 1
+        logger.warning(
+            "payment kept changing; expiry left for the next run", payment_id=payment.payment_id
+        )
+
+    def _audit(self, payment: Payment, now: datetime, answer: InquiryAnswer) -> None:
+        """The check and what it did, under the payment, whatever the outcome."""
+        after = self._payments.get(payment.payment_id, consistent=True) or payment
+        outcome = answer.outcome
+        self._payments.record_event(
+            self._event(
+                payment,
+                iso(now),
+                decision=outcome.message if outcome is not None else str(answer.result).upper(),
+                status_after=str(after.status),
+                reason=f"PayMob inquiry: {answer.result}",
+                payload={
+                    "inquiry": str(answer.result),
+                    "transaction_id": answer.transaction_id,
+                    "outcome": None if outcome is None else str(outcome.result),
+                },
+                paymob_transaction_id=answer.transaction_id,
+            )
+        )
+
+    def _event(
+        self,
+        payment: Payment,
+        at: str,
+        *,
+        fact_kind: str | None = None,
+        decision: str,
+        status_after: str,
+        reason: str,
+        payload: dict[str, Any],
+        paymob_transaction_id: str | None = None,
+    ) -> PaymentEvent:
+        return PaymentEvent(
+            partition=payment.payment_id,
+            event_key=f"AUDIT#{at}#RECONCILER",
+            kind=EventKind.AUDIT,
+            received_at=at,
+            source=FactSource.RECONCILER,
+            paymob_transaction_id=paymob_transaction_id,
+            paymob_order_id=payment.paymob_order_id,
+            fact_kind=fact_kind,
+            decision=decision,
+            status_before=str(payment.status),
+            status_after=status_after,
+            actor=ACTOR,
+            reason=reason,
+            payload=payload,
+        )
+
+    def _expires_at(self, payment: Payment) -> datetime:
+        if payment.expires_at is not None:
+            return parse_time(payment.expires_at)
+        return parse_time(payment.created_at) + timedelta(seconds=self._settings.expiration_seconds)
