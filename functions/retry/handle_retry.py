@@ -10,14 +10,18 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from coursepay.observability import count, logger, metrics
 from coursepay.services.backoff import redelivery_delay
 from coursepay.services.callbacks import RETRY_MESSAGE_KIND, CallbackResult
-from coursepay.wiring import callback_service, retry_queue
+from coursepay.services.enrollment import is_enrolment_retry
+from coursepay.wiring import callback_service, enrollment_service, retry_queue
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# Every failure is reported per message, even when the whole batch fails, so each keeps
+# the backoff set on it rather than the whole batch coming back at once.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 # Outcomes that mean "try again later"; every other outcome is final for the message.
 _TRANSIENT = frozenset({CallbackResult.UNAVAILABLE, CallbackResult.QUEUED})
@@ -46,6 +50,16 @@ def handle_message(record: SQSRecord) -> None:
 
 def _apply(record: SQSRecord) -> None:
     message = json.loads(record.body)
+    if is_enrolment_retry(message):
+        # Lambda's on-failure record for the Payments stream, or an "enrolment" message.
+        outcomes = enrollment_service().retry(message)
+        count("RetryApplied")
+        logger.info(
+            "enrolment retry applied",
+            message_id=record.message_id,
+            payment_ids=[o.payment_id for o in outcomes],
+        )
+        return
     kind = message.get("kind") if isinstance(message, dict) else None
     if kind != RETRY_MESSAGE_KIND:
         raise RetryNotDone(f"unknown retry message kind {kind!r}")
@@ -63,7 +77,7 @@ def _apply(record: SQSRecord) -> None:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
     return process_partial_response(
         event=event, record_handler=handle_message, processor=processor, context=context
     )

@@ -231,3 +231,50 @@ def transaction_flags(**overrides: bool) -> TransactionFlags:
     }
     fields.update(overrides)
     return TransactionFlags(**fields)
+
+
+# --- Payments table stream records ----------------------------------------------------
+
+STREAM_ARN = (
+    "arn:aws:dynamodb:eu-west-1:123456789012:table/course-payments-dev-payments"
+    "/stream/2024-06-13T11:00:00.000"
+)
+SHARD_ID = "shardId-00000001718276400000-8f2a1c3d"
+SEQUENCE_NUMBER = "4100000000011111111111"
+
+
+def a_stream_record(
+    before: Payment | None, after: Payment | None, *, sequence_number: str = SEQUENCE_NUMBER
+) -> dict[str, Any]:
+    """A Payments stream record as Lambda delivers it: the payments' stored items as images."""
+    # Imported here: only tests that build stream records need the storage serializer.
+    from coursepay.storage.serialization import payment_to_item
+
+    changed = after if after is not None else before
+    assert changed is not None, "a stream record has at least one image"
+    event_name = "INSERT" if before is None else "REMOVE" if after is None else "MODIFY"
+    change: dict[str, Any] = {
+        "ApproximateCreationDateTime": 1718278424.0,
+        "Keys": {"payment_id": {"S": changed.payment_id}},
+        "SequenceNumber": sequence_number,
+        "SizeBytes": 812,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    }
+    if after is not None:
+        change["NewImage"] = payment_to_item(after)
+    if before is not None:
+        change["OldImage"] = payment_to_item(before)
+    return {
+        "eventID": f"c81e728d9d4c2f636f067f89cc14862c{sequence_number[-4:]}",
+        "eventName": event_name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "eu-west-1",
+        "dynamodb": change,
+        "eventSourceARN": STREAM_ARN,
+    }
+
+
+def a_stream_event(*records: dict[str, Any]) -> dict[str, Any]:
+    """The event Lambda passes the enroll function: a batch of stream records."""
+    return {"Records": list(records)}
