@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from pydantic import ValidationError
 
 from coursepay.api.auth import Caller, caller_from_event
-from coursepay.api.errors import ApiError
+from coursepay.errors import ApiError
 from coursepay.http import JSON_HEADERS, error_body
 from coursepay.observability import logger
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from coursepay.api.errors import Forbidden, Unauthorized
+from coursepay.errors import Forbidden, Unauthorized
 
 ADMIN_GROUP = "admin"
 ADMIN_SCOPE = "payments/admin"

@@ -9,8 +9,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from coursepay.api.auth import caller_from_event
-from coursepay.api.errors import NotFound
 from coursepay.domain.records import Course
+from coursepay.errors import NotFound
 from coursepay.http import JSON_HEADERS
 from coursepay.services.checkout import (
     CheckoutRequest,

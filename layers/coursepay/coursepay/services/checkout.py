@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from coursepay.api.errors import ApiError, BadGateway, BadRequest, Conflict, NotFound
 from coursepay.domain.facts import FactKind, FactSource, TransactionFact
 from coursepay.domain.payment import Payment, PaymentStatus
 from coursepay.domain.records import Course, Enrollment, EnrollmentStatus, EventKind, PaymentEvent
 from coursepay.domain.state_machine import Decision, decide
+from coursepay.errors import ApiError, BadGateway, BadRequest, Conflict, NotFound
 from coursepay.observability import count, logger
 from coursepay.paymob.client import Intention, PaymobError, PaymobRejected
 from coursepay.services.inquiry import PaymentInquiry, bookkeeping, iso, parse_time
@@ -31,7 +31,7 @@ _PENDING_PAGES = 5
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-# --- errors (their HTTP status and code come from coursepay.api.errors) -------------------
+# --- errors (their HTTP status and code come from coursepay.errors) -------------------
 
 
 class CourseUnavailable(NotFound):

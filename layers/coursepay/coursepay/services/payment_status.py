@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from coursepay.api.errors import NotFound
 from coursepay.domain.facts import FactSource
 from coursepay.domain.payment import Payment, PaymentStatus
 from coursepay.domain.records import Course, EnrollmentStatus
@@ -21,6 +20,7 @@ from coursepay.domain.signature import (
     check_redirect_query,
     transaction_message_from_query,
 )
+from coursepay.errors import NotFound
 from coursepay.observability import count, logger, security_event
 from coursepay.paymob.transactions import InvalidTransaction, parse_redirect
 from coursepay.services.checkout import EnrollmentLookup

@@ -1,4 +1,8 @@
-"""Typed errors and their HTTP status codes, in one place; every error body has one shape."""
+"""Typed errors that carry their HTTP status and code: the one mapping from failure to answer.
+
+Services raise them (or subclasses named for the domain); the HTTP edge turns any of them
+into the one error shape. Nothing here imports the edge, so services can use them.
+"""
 
 from __future__ import annotations
 
