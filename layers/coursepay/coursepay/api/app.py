@@ -12,6 +12,7 @@ from coursepay.api.auth import Caller, caller_from_event
 from coursepay.errors import ApiError
 from coursepay.http import JSON_HEADERS, error_body
 from coursepay.observability import logger
+from coursepay.storage.errors import TransientStorageError
 
 
 def _error(status: int, code: str, message: str) -> Response[str]:
@@ -37,6 +38,17 @@ def create_resolver() -> APIGatewayHttpResolver:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         return _error(400, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"])
+
+    @app.exception_handler(TransientStorageError)  # type: ignore[untyped-decorator]
+    def _busy(exc: TransientStorageError) -> Response[str]:
+        logger.warning("storage busy", detail=str(exc))
+        return _error(503, "temporarily_unavailable", "please try again in a moment")
+
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+    def _unexpected(exc: Exception) -> Response[str]:
+        # Logged in full here; the client gets the error shape, never a stack trace.
+        logger.exception("unexpected error")
+        return _error(500, "internal_error", "something went wrong on our side")
 
     @app.not_found
     def _no_route(exc: Exception) -> Response[str]:
