@@ -60,3 +60,13 @@ def test_the_next_check_is_always_after_the_last_and_at_most_an_hour_later(elaps
     following = next_check_at(CREATED, last)
 
     assert last < following <= last + timedelta(hours=1)
+
+
+def test_the_first_check_follows_the_configured_pending_threshold():
+    second = timedelta(seconds=1)
+
+    first = next_check_at(CREATED, None, first_check=second)
+    following = next_check_at(CREATED, first, first_check=second)
+
+    assert first - CREATED == second
+    assert following - CREATED == second + 5 * MINUTE

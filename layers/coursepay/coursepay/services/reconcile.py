@@ -33,26 +33,28 @@ from coursepay.storage.pagination import Page
 
 ACTOR = "reconciler"
 
-# The check schedule, from a payment's creation: one minute in (a callback is overdue by
-# then), every five minutes five times while the student may still be on PayMob's page,
-# then hourly until the checkout expires.
+# The check schedule, from a payment's creation: a first check once a callback is overdue
+# (the pending threshold, a minute in production), every five minutes five times while the
+# student may still be on PayMob's page, then hourly until the checkout expires.
 FIRST_CHECK = timedelta(minutes=1)
 FREQUENT_INTERVAL = timedelta(minutes=5)
 FREQUENT_CHECKS = 5
 LATER_INTERVAL = timedelta(hours=1)
-_LAST_FREQUENT = FIRST_CHECK + FREQUENT_CHECKS * FREQUENT_INTERVAL
 
 
-def next_check_at(created_at: datetime, last_checked_at: datetime | None) -> datetime:
+def next_check_at(
+    created_at: datetime, last_checked_at: datetime | None, first_check: timedelta = FIRST_CHECK
+) -> datetime:
     """The first scheduled check after the last one (the very first if never checked)."""
-    if last_checked_at is None or last_checked_at < created_at + FIRST_CHECK:
-        return created_at + FIRST_CHECK
+    if last_checked_at is None or last_checked_at < created_at + first_check:
+        return created_at + first_check
+    last_frequent = first_check + FREQUENT_CHECKS * FREQUENT_INTERVAL
     elapsed = last_checked_at - created_at
-    if elapsed < _LAST_FREQUENT:
-        done = math.floor((elapsed - FIRST_CHECK) / FREQUENT_INTERVAL)
-        return created_at + FIRST_CHECK + (done + 1) * FREQUENT_INTERVAL
-    done = math.floor((elapsed - _LAST_FREQUENT) / LATER_INTERVAL)
-    return created_at + _LAST_FREQUENT + (done + 1) * LATER_INTERVAL
+    if elapsed < last_frequent:
+        done = math.floor((elapsed - first_check) / FREQUENT_INTERVAL)
+        return created_at + first_check + (done + 1) * FREQUENT_INTERVAL
+    done = math.floor((elapsed - last_frequent) / LATER_INTERVAL)
+    return created_at + last_frequent + (done + 1) * LATER_INTERVAL
 
 
 class ReconcilePayments(Protocol):
@@ -79,7 +81,8 @@ class ReconcilePayments(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ReconcileSettings:
-    # Payments whose last change is younger than this are not even listed.
+    # Payments whose last change is younger than this are not even listed, and a payment's
+    # first check comes this long after its creation.
     pending_threshold_seconds: int = 60
     # Used when a payment has no expires_at (created before checkout stored one).
     expiration_seconds: int = 3600
@@ -186,7 +189,8 @@ class ReconcileService:
             seconds=self._settings.expiry_grace_seconds
         )
         # A lapsed checkout is asked about every run until it is settled or expired.
-        if not lapsed and next_check_at(created, last_checked) > now:
+        first_check = timedelta(seconds=self._settings.pending_threshold_seconds)
+        if not lapsed and next_check_at(created, last_checked, first_check) > now:
             report.not_due += 1
             return None
         try:
