@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PY313 ?= $(shell (pyenv prefix 3.13.0 2>/dev/null | sed 's|$$|/bin/python3.13|') || command -v python3.13)
+PY313 ?= $(shell p=$$(pyenv prefix 3.13.0 2>/dev/null) && echo $$p/bin/python3.13 || command -v python3.13)
 BOOTSTRAP_PY ?= python3
 UV_VERSION := 0.13.8
 TOOLS := .tools
