@@ -12,6 +12,7 @@ import json
 from html import escape
 
 DEFAULT_STUDENT = "demo-student"
+STUDENT_COOKIE = "devstack_student"
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem;
@@ -76,6 +77,10 @@ async function loadCourses() {
     label.htmlFor = input.id;
     list.append(label);
   }
+  // "Try again" on a failed payment's page comes back here with ?course=<id>.
+  const wanted = new URLSearchParams(window.location.search).get("course");
+  const preselected = wanted && document.getElementById(`course-${wanted}`);
+  if (preselected) preselected.checked = true;
   if (!courses.length) list.textContent = "No active courses.";
   button.disabled = !courses.length;
   statusBox.textContent = `${courses.length} courses. Pick one and pay.`;

@@ -322,6 +322,8 @@ class LocalStack:
             "PUBLIC_BASE_URL": self.api_url,
             "PAYMOB_BASE_URL": self.paymob_url,
             "COURSE_URL_TEMPLATE": f"{self.api_url}/_dev/courses/{{course_id}}",
+            # A failed payment's "try again" leads back to the demo page, course chosen.
+            "RETRY_URL_TEMPLATE": f"{self.api_url}/?course={{course_id}}",
             **self._function_env,
         }
         environments: dict[str, dict[str, str]] = {}
@@ -516,7 +518,13 @@ class LocalStack:
 
     def _demo(self, request: Request, params: Mapping[str, str]) -> Response:
         gateway = self.gateway
-        student = request.args.get("student") or demo.DEFAULT_STUDENT
+        # The student chosen with ?student= is remembered (a cookie), so a "try again" link
+        # back to this page keeps the same student.
+        student = (
+            request.args.get("student")
+            or request.cookies.get(demo.STUDENT_COOKIE)
+            or demo.DEFAULT_STUDENT
+        )
         page = demo.demo_page(
             student=student,
             history_url="/me/payments"
@@ -524,7 +532,9 @@ class LocalStack:
             else None,
             admin_url="/admin" if gateway is not None and gateway.has_route("GET /admin") else None,
         )
-        return Response(page, content_type="text/html; charset=utf-8")
+        response = Response(page, content_type="text/html; charset=utf-8")
+        response.set_cookie(demo.STUDENT_COOKIE, student, httponly=True, samesite="Lax")
+        return response
 
     def _health(self, request: Request, params: Mapping[str, str]) -> Response:
         body = {

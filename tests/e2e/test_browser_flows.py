@@ -52,7 +52,9 @@ def page(browser: Browser) -> Iterator[Page]:
         context.close()
 
 
-def pay_in_the_browser(page: Page, shop: Shop, course_id: str, card_number: str) -> None:
+def pay_in_the_browser(
+    page: Page, shop: Shop, course_id: str, card_number: str, screenshots: Path | None = None
+) -> None:
     """From the demo page through PayMob's checkout form, as a student clicks through it."""
     student_id = f"e2e-browser-{uuid.uuid4().hex[:10]}"
     page.goto(f"{shop.stack.api_url}/?student={student_id}")
@@ -64,6 +66,8 @@ def pay_in_the_browser(page: Page, shop: Shop, course_id: str, card_number: str)
     page.locator("#card-number").fill(card_number)
     page.locator("#card-expiry").fill(SANDBOX_EXPIRY)
     page.locator("#card-cvv").fill(SANDBOX_CVV)
+    if screenshots is not None:
+        page.screenshot(path=str(screenshots / "browser-paymob-checkout.png"), full_page=True)
     page.locator("#pay-button").click()
     page.wait_for_url(f"{shop.stack.api_url}/courses/{course_id}/payment/result**")
 
@@ -78,7 +82,7 @@ def test_a_student_pays_in_the_browser_and_reaches_the_course(
     page.screenshot(path=str(output_dir / "browser-demo-page.png"), full_page=True)
 
     # When a student buys it with a sandbox card
-    pay_in_the_browser(page, shop, course.course_id, MASTERCARD)
+    pay_in_the_browser(page, shop, course.course_id, MASTERCARD, screenshots=output_dir)
 
     # Then the result page shows the payment as paid, with a link to the course
     expect(page.locator("#payment-status")).to_have_attribute(
@@ -105,3 +109,23 @@ def test_a_declined_card_shows_the_failure_and_a_retry(
     expect(page.locator("#course-link")).to_have_count(0)
     page.screenshot(path=str(output_dir / "browser-declined-result.png"), full_page=True)
     assert shop.enrolment_count(course.course_id) == 0
+
+    # When the student tries again, with a card that pays
+    page.locator("#retry-button").click()
+    expect(page.locator(f"#course-{course.course_id}")).to_be_checked()
+    page.locator("#checkout-button").click()
+    page.wait_for_url(f"{shop.stack.paymob_url}/unifiedcheckout/**")
+    page.locator("#card-name").fill("Test Account")
+    page.locator("#card-number").fill(MASTERCARD)
+    page.locator("#card-expiry").fill(SANDBOX_EXPIRY)
+    page.locator("#card-cvv").fill(SANDBOX_CVV)
+    page.locator("#pay-button").click()
+    page.wait_for_url(f"{shop.stack.api_url}/courses/{course.course_id}/payment/result**")
+
+    # Then the retry succeeds and the course is theirs
+    expect(page.locator("#payment-status")).to_have_attribute(
+        "data-status", "PAID", timeout=SETTLE_MS
+    )
+    expect(page.locator("#course-link")).to_be_visible()
+    page.screenshot(path=str(output_dir / "browser-retry-paid-result.png"), full_page=True)
+    assert shop.enrolment_count(course.course_id) == 1
