@@ -332,3 +332,14 @@ def test_other_callback_types_are_acknowledged_and_never_act_on_payments(service
     [event] = store.events_under("UNLINKED#DELIVERY_STATUS")
     assert event.payload["verified"] is False and "delivered" not in json.dumps(event.payload)
     assert all(p.status is PaymentStatus.PENDING for p in store.payments.values())
+
+
+def test_a_signed_value_in_a_non_canonical_form_is_refused(service, store):
+    # Signed over "0302852": parsed as 302852, the digits could be shifted between fields.
+    body = transaction_callback(owner="0302852")
+
+    outcome = deliver(service, body)
+
+    assert outcome.http_status == 400
+    assert "canonical" in outcome.message
+    assert store.writes == 0

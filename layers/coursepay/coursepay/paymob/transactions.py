@@ -13,6 +13,7 @@ from coursepay.domain.facts import (
     classify,
 )
 from coursepay.domain.payment import CardSummary
+from coursepay.domain.signature import TRANSACTION_QUERY_KEYS, transaction_message_from_obj
 
 
 class InvalidTransaction(ValueError):
@@ -124,6 +125,41 @@ class Transaction(_Lenient):
             refunded_amount_cents=self.refunded_amount_cents,
         )
 
+    def signed_message(self) -> str:
+        """The HMAC message of the parsed values, rendered as PayMob renders them.
+
+        A verified message that differs from this one was signed over other digits than the
+        ones parsed (say "02852", read as 2852, or digits moved across two neighbouring
+        fields, which the separator-less concatenation allows): the caller refuses it.
+        """
+        source = self.source_data
+        return transaction_message_from_obj(
+            {
+                "amount_cents": self.amount_cents,
+                "created_at": self.created_at,
+                "currency": self.currency,
+                "error_occured": self.error_occured,
+                "has_parent_transaction": self.has_parent_transaction,
+                "id": self.id,
+                "integration_id": self.integration_id,
+                "is_3d_secure": self.is_3d_secure,
+                "is_auth": self.is_auth,
+                "is_capture": self.is_capture,
+                "is_refunded": self.is_refunded,
+                "is_standalone_payment": self.is_standalone_payment,
+                "is_voided": self.is_voided,
+                "order": {"id": self.order.id},
+                "owner": self.owner,
+                "pending": self.pending,
+                "source_data": {
+                    "pan": source.pan,
+                    "sub_type": source.sub_type,
+                    "type": source.type,
+                },
+                "success": self.success,
+            }
+        )
+
     def signed_summary(self) -> dict[str, Any]:
         """What we keep of a transaction in the event history: no billing data, no card number."""
         return {
@@ -160,20 +196,31 @@ def parse_transaction(obj: Any) -> Transaction:
 
 
 def parse_redirect(params: dict[str, str]) -> Transaction:
-    """Validate the flattened query of PayMob's browser redirect as a transaction."""
-    nested: dict[str, Any] = {}
-    for key, value in params.items():
+    """Validate the flattened query of PayMob's browser redirect as a transaction.
+
+    Only the signed keys (the order id under `order`) and display detail (merchant order
+    id, message, response code) are read. Any other key, `order.id` among them, is ignored,
+    and so are unsigned flags (`is_void`, `is_refund`): the student holds this query and can
+    edit what PayMob did not sign.
+    """
+    nested: dict[str, Any] = {"order": {}, "source_data": {}, "data": {}}
+    for key in TRANSACTION_QUERY_KEYS:
+        if key not in params:
+            continue
+        value = params[key]
         if key == "order":
-            nested.setdefault("order", {})["id"] = value
-        elif key == "merchant_order_id":
-            nested.setdefault("order", {})["merchant_order_id"] = value or None
+            nested["order"]["id"] = value
         elif "." in key:
             head, _, tail = key.partition(".")
-            branch = nested.setdefault(head, {})
-            if isinstance(branch, dict):
-                branch[tail] = value
+            nested[head][tail] = value
         else:
             nested[key] = value
+    if "merchant_order_id" in params:
+        nested["order"]["merchant_order_id"] = params["merchant_order_id"] or None
+    if "data.message" in params:
+        nested["data"]["message"] = params["data.message"]
+    if "txn_response_code" in params:
+        nested["data"]["txn_response_code"] = params["txn_response_code"]
     return parse_transaction(nested)
 
 

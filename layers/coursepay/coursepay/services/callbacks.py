@@ -256,6 +256,11 @@ class CallbackService:
         One read (the payment, by the signed PayMob order id) and one write (the event and
         the payment in one transaction) on the common path.
         """
+        if txn.signed_message() != signed_message:
+            security_event("non_canonical_signed_fields", transaction_id=txn.id, source=source)
+            return _rejected(
+                CallbackResult.INVALID, "obj: signed values are not in PayMob's canonical form"
+            )
         event_key = _event_key(source, txn.id, signed_message)
         payment = self._payments.find_by_paymob_order(txn.paymob_order_id)
         if payment is None:
