@@ -811,3 +811,35 @@ def test_any_order_with_any_duplicates_ends_where_the_real_order_ends(
     assert len(grants) <= 1
     assert len(revocations) == (1 if history.status in REVOKING_STATUSES else 0)
     assert (payment.status in ENTITLING_STATUSES) == (history.status in ENTITLING_STATUSES)
+
+
+# --- A refunded parent whose (unsigned) amount is missing ------------------------------
+
+
+@pytest.mark.parametrize("status", [S.PENDING, S.FAILED, S.EXPIRED])
+def test_an_unpaid_payment_refunded_by_an_unknown_amount_waits_for_an_admin(
+    status: PaymentStatus,
+) -> None:
+    decision = decide(GIVEN[status], refunded_fact(None), NOW)
+
+    assert decision.after.status is S.UNDER_REVIEW
+    assert F.REFUND_AMOUNT_UNKNOWN in decision.alerts
+    assert not decision.after.entitles
+
+
+def test_a_paid_payment_refunded_by_an_unknown_amount_is_flagged_for_an_alert() -> None:
+    decision = decide(GIVEN[S.PAID], refunded_fact(None), NOW)
+
+    assert decision.after.status is S.PARTIALLY_REFUNDED
+    assert F.REFUND_AMOUNT_UNKNOWN in decision.alerts
+
+
+def test_a_refund_that_first_proves_a_failed_payment_paid_clears_its_failure() -> None:
+    failed = GIVEN[S.FAILED]
+    assert failed.failure_reason is not None
+
+    decision = decide(failed, refunded_fact(50_000), NOW)
+
+    assert decision.after.status is S.PARTIALLY_REFUNDED
+    assert decision.after.failure_reason is None
+    assert decision.after.completed_at is not None

@@ -51,6 +51,7 @@ ALERTING_FLAGS = frozenset(
         PaymentFlag.DOUBLE_CHARGE,
         PaymentFlag.FOREIGN_REVERSAL,
         PaymentFlag.DUPLICATE_PAYMENT,
+        PaymentFlag.REFUND_AMOUNT_UNKNOWN,
     }
 )
 

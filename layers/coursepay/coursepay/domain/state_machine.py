@@ -194,11 +194,18 @@ def _apply_refund(
 ) -> Decision:
     refunded = max(sum(refunds.values()), reported)
     flags: set[PaymentFlag] = set()
-    if f.kind is FactKind.REFUNDED and f.refunded_amount_cents is None and refunded == 0:
+    amount_unknown = (
+        f.kind is FactKind.REFUNDED and f.refunded_amount_cents is None and refunded == 0
+    )
+    if amount_unknown:
         flags.add(PaymentFlag.REFUND_AMOUNT_UNKNOWN)
     status: PaymentStatus
     if p.status in (S.UNDER_REVIEW, S.VOIDED):
         status = p.status  # an admin settles a payment under review; a void stays a void
+    elif amount_unknown and p.status in _NOT_YET_PAID:
+        # Paid and refunded by an amount nobody told us: whether the student keeps the
+        # course is an admin's call, not a guess.
+        status = S.UNDER_REVIEW
     elif refunded >= p.amount_cents:
         status = S.REFUNDED
     elif p.status in _NOT_YET_PAID and f.kind is FactKind.REFUND:
@@ -207,8 +214,12 @@ def _apply_refund(
         status = p.status
     else:
         status = S.PARTIALLY_REFUNDED
-    if p.status in (S.FAILED, S.EXPIRED) and status not in (S.FAILED, S.EXPIRED):
-        flags.add(PaymentFlag.LATE_SUCCESS)
+    settled_now: dict[str, Any] = {}
+    if p.status in _NOT_YET_PAID and status not in _NOT_YET_PAID:
+        # The refund is the first proof the payment completed.
+        settled_now = {"completed_at": f.occurred_at or now, "failure_reason": None}
+        if p.status in (S.FAILED, S.EXPIRED):
+            flags.add(PaymentFlag.LATE_SUCCESS)
     return _change(
         p,
         now,
@@ -219,6 +230,7 @@ def _apply_refund(
         refund_reported_cents=reported,
         refunded_amount_cents=refunded,
         paymob_transaction_id=p.paymob_transaction_id or parent_id,
+        **settled_now,
     )
 
 
