@@ -23,9 +23,6 @@ from coursepay.wiring import callback_service, enrollment_service, retry_queue
 # the backoff set on it rather than the whole batch coming back at once.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-# Outcomes that mean "try again later"; every other outcome is final for the message.
-_TRANSIENT = frozenset({CallbackResult.UNAVAILABLE, CallbackResult.QUEUED})
-
 
 class RetryNotDone(RuntimeError):
     """The message could not be applied this time; SQS delivers it again, or dead-letters it."""
@@ -64,8 +61,10 @@ def _apply(record: SQSRecord) -> None:
     if kind != RETRY_MESSAGE_KIND:
         raise RetryNotDone(f"unknown retry message kind {kind!r}")
     outcome = callback_service().reprocess(message)
-    if outcome.result in _TRANSIENT:
-        raise RetryNotDone(outcome.message)
+    # A queued callback that cannot be applied now (storage busy) or ever (its secret was
+    # rotated away, say) is redelivered and, in the end, dead-lettered: never dropped.
+    if outcome.is_error or outcome.result is CallbackResult.QUEUED:
+        raise RetryNotDone(f"{outcome.result}: {outcome.message}")
     count("RetryApplied")
     logger.info(
         "queued callback applied",

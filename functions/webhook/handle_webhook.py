@@ -37,7 +37,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             return _answer(error_response(400, "malformed_body", "body is not valid base64"))
     else:
         body = raw_body.encode("utf-8", errors="surrogatepass")
-    outcome = callback_service().receive(body, received_hmac, source_ip)
+    try:
+        outcome = callback_service().receive(body, received_hmac, source_ip)
+    except Exception:
+        # The service answers every failure it knows; this is the one it did not foresee.
+        # A 503 in the error shape lets PayMob deliver again; the reconciler asks anyway.
+        logger.exception("webhook failed")
+        count("CallbackUnhandledError")
+        return _answer(error_response(503, "temporarily_unavailable", "please retry later"))
     return _answer(_to_response(outcome), outcome)
 
 

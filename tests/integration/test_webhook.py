@@ -490,3 +490,34 @@ def test_the_handler_logs_no_secret_and_no_card_number(stack, capsys):
     assert TEST_HMAC_SECRET not in logged
     assert "512345xxxxxx2346" not in logged
     assert base64.b64encode(TEST_HMAC_SECRET.encode()).decode() not in logged
+
+
+def test_a_queued_callback_that_no_longer_verifies_is_kept_for_the_dead_letter_queue(
+    stack, monkeypatch
+):
+    monkeypatch.setattr("handle_retry.redelivery_delay", lambda count: 0)
+    body = transaction_callback()
+    stack.aws.sqs.send_message(
+        QueueUrl=stack.aws.resources["RetryQueue"],
+        MessageBody=json.dumps(
+            {"kind": "paymob-callback", "body": json.dumps(body), "hmac": "ab" * 64}
+        ),
+    )
+    queue_arn = stack.aws.resources.get_att("RetryQueue", "Arn")
+
+    result = stack.retry(sqs_event(stack.retry_messages(), queue_arn))
+
+    assert len(result["batchItemFailures"]) == 1
+    assert status_of(stack, "pay-1") == PaymentStatus.PENDING
+
+
+def test_an_unforeseen_failure_is_a_503_in_the_error_shape(stack, monkeypatch):
+    def broken():
+        raise RuntimeError("configuration lost")
+
+    monkeypatch.setattr("handle_webhook.callback_service", broken)
+
+    response = stack.deliver(transaction_callback())
+
+    assert response["statusCode"] == 503
+    assert json.loads(response["body"])["error"]["code"] == "temporarily_unavailable"

@@ -268,7 +268,9 @@ def test_a_transient_failure_queues_the_verified_callback_and_answers_200(servic
 
     assert outcome.result is CallbackResult.QUEUED and outcome.http_status == 200
     [message] = queue.messages
-    assert json.loads(message["body"]) == body and message["hmac"] == sign(body)
+    queued = json.loads(message["body"])
+    assert queued["obj"]["id"] == body["obj"]["id"] and message["hmac"] == sign(body)
+    assert sign(queued) == sign(body)  # the signed fields travel unchanged
     assert store.payments["pay-1"].status is PaymentStatus.PENDING
 
     applied = service.reprocess(message)
@@ -343,3 +345,45 @@ def test_a_signed_value_in_a_non_canonical_form_is_refused(service, store):
     assert outcome.http_status == 400
     assert "canonical" in outcome.message
     assert store.writes == 0
+
+
+def test_when_the_secret_cannot_be_read_the_callback_gets_503_and_nothing_is_written(store, clock):
+    def unavailable():
+        raise ConnectionError("secrets manager unreachable")
+
+    service = CallbackService(
+        store, RecordingQueue(), unavailable, BadSignatureLimiter(3, 60), monotonic=clock
+    )
+
+    outcome = deliver(service, transaction_callback())
+
+    assert outcome.http_status == 503
+    assert store.writes == 0
+
+
+def test_a_token_callback_that_cannot_be_stored_gets_503(service, store, monkeypatch):
+    body = json.loads((EVENTS / "token_callback.json").read_text())
+
+    def broken(event):
+        raise TransientStorageError("throttled")
+
+    monkeypatch.setattr(store, "record_event", broken)
+
+    outcome = service.receive(
+        encode(body), sign_token_obj(body["obj"], TEST_HMAC_SECRET), "1.2.3.4"
+    )
+
+    assert outcome.http_status == 503
+
+
+def test_a_queued_callback_keeps_no_billing_data_and_still_verifies(service, store, queue):
+    store.fail_next_writes(TransientStorageError("throttled"))
+    body = transaction_callback()
+    body["obj"]["billing_data"] = {"email": "student@example.com", "phone_number": "+201000000000"}
+
+    deliver(service, body)
+
+    [message] = queue.messages
+    assert "student@example.com" not in message["body"]
+    assert "payment_key_claims" not in message["body"]
+    assert service.reprocess(message).result is CallbackResult.ACCEPTED

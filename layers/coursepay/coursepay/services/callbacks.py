@@ -18,7 +18,7 @@ from coursepay.domain import signature
 from coursepay.domain.facts import FactSource
 from coursepay.domain.payment import Payment
 from coursepay.domain.records import EventKind, PaymentEvent
-from coursepay.domain.signature import SignatureCheck
+from coursepay.domain.signature import HmacSecrets, SignatureCheck
 from coursepay.domain.state_machine import Decision, decide
 from coursepay.observability import count, logger, security_event
 from coursepay.paymob.transactions import InvalidTransaction, Transaction, parse_transaction
@@ -127,7 +127,10 @@ class CallbackService:
             txn = parse_transaction(obj)
         except InvalidTransaction as exc:
             return _rejected(CallbackResult.INVALID, f"obj.{exc.field}: {exc.problem}")
-        checked = signature.check_transaction_obj(obj, received_hmac, self._secrets())
+        secrets = self._load_secrets()
+        if isinstance(secrets, CallbackOutcome):
+            return secrets
+        checked = signature.check_transaction_obj(obj, received_hmac, secrets)
         refused = self._refuse_unverified(checked, source_ip)
         if refused is not None:
             return refused
@@ -143,6 +146,15 @@ class CallbackService:
             logger.exception("callback not applied; queueing it", transaction_id=txn.id)
             return self._queue_for_retry(body, received_hmac, txn)
 
+    def _load_secrets(self) -> HmacSecrets | CallbackOutcome:
+        try:
+            return self._secrets()
+        except Exception:
+            # Nothing can be verified: PayMob may deliver again, and the reconciler asks.
+            logger.exception("PayMob HMAC secret unavailable")
+            count("CallbackSecretUnavailable")
+            return _rejected(CallbackResult.UNAVAILABLE, "cannot verify callbacks right now")
+
     def _refuse_unverified(self, checked: SignatureCheck, source_ip: str) -> CallbackOutcome | None:
         if checked in _VERIFIED:
             if checked is SignatureCheck.VALID_PREVIOUS_SECRET:
@@ -157,7 +169,10 @@ class CallbackService:
     def _receive_token(
         self, obj: dict[str, Any], received_hmac: str | None, source_ip: str
     ) -> CallbackOutcome:
-        checked = signature.check_token_obj(obj, received_hmac, self._secrets())
+        secrets = self._load_secrets()
+        if isinstance(secrets, CallbackOutcome):
+            return secrets
+        checked = signature.check_token_obj(obj, received_hmac, secrets)
         refused = self._refuse_unverified(checked, source_ip)
         if refused is not None:
             return refused
@@ -198,7 +213,12 @@ class CallbackService:
 
     def _record_only(self, event: PaymentEvent, metric: str) -> CallbackOutcome:
         count(metric)
-        if not self._payments.record_event(event):
+        try:
+            recorded = self._payments.record_event(event)
+        except Exception:
+            logger.exception("callback not stored", partition=event.partition)
+            return _rejected(CallbackResult.UNAVAILABLE, "could not store the callback")
+        if not recorded:
             count("DuplicateCallback")
             return CallbackOutcome(CallbackResult.DUPLICATE, "already received")
         return CallbackOutcome(CallbackResult.RECORDED, "stored; no effect on payments")
@@ -210,7 +230,7 @@ class CallbackService:
             return _rejected(CallbackResult.UNAVAILABLE, "could not store the callback")
         message = {
             "kind": RETRY_MESSAGE_KIND,
-            "body": body.decode("utf-8"),
+            "body": json.dumps({"type": "TRANSACTION", "obj": _retained(json.loads(body)["obj"])}),
             "hmac": received_hmac,
             "received_at": self._clock(),
         }
@@ -371,6 +391,35 @@ def _parse_envelope(body: bytes) -> tuple[str, dict[str, Any]] | CallbackOutcome
     if not isinstance(obj, dict):
         return _rejected(CallbackResult.INVALID, "obj: an object is required")
     return callback_type, obj
+
+
+# What a queued callback keeps of `obj`: the signed fields (the retry verifies them again)
+# and the unsigned detail the state machine reads. Billing data, the payment key's claims
+# and the issuer's details stay out of the queue and its dead-letter queue.
+_RETAINED_TOP = frozenset(path.split(".", 1)[0] for path in signature.TRANSACTION_HMAC_FIELDS) | {
+    "is_void",
+    "is_refund",
+    "refunded_amount_cents",
+    "parent_transaction",
+}
+_RETAINED_NESTED = {
+    "order": ("id", "merchant_order_id"),
+    "source_data": ("pan", "type", "sub_type"),
+    "data": ("message", "txn_response_code"),
+}
+
+
+def _retained(obj: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key in _RETAINED_TOP | _RETAINED_NESTED.keys():
+        if key not in obj:
+            continue
+        value = obj[key]
+        nested = _RETAINED_NESTED.get(key)
+        if nested is not None and isinstance(value, dict):
+            value = {name: value[name] for name in nested if name in value}
+        kept[key] = value
+    return kept
 
 
 def _event_key(source: FactSource, transaction_id: int, signed_message: str) -> str:

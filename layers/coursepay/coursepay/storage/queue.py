@@ -8,10 +8,12 @@ from typing import Any
 
 import boto3
 
+from coursepay.storage.clients import CONFIG
+
 
 @cache
 def _default_client() -> Any:
-    return boto3.client("sqs")
+    return boto3.client("sqs", config=CONFIG)
 
 
 class SqsRetryQueue:

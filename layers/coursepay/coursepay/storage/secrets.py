@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 from pydantic import BaseModel, ConfigDict
 
 from coursepay.domain.signature import HmacSecrets
+from coursepay.storage.clients import CONFIG
 
 # Long enough that a warm container asks once in a while, short enough that a rotated
 # secret reaches every container within minutes.
@@ -35,8 +37,15 @@ class PaymobCredentials(BaseModel):
         return HmacSecrets(current=self.hmac_secret, previous=self.hmac_secret_previous or None)
 
 
+@cache
+def _provider() -> parameters.SecretsProvider:
+    # The storage timeouts, not botocore's 60 s defaults: a cold container's first callback
+    # must not wait a minute on Secrets Manager.
+    return parameters.SecretsProvider(boto_config=CONFIG)
+
+
 def load_paymob_credentials(
     secret_name: str, max_age: int = SECRET_MAX_AGE_SECONDS
 ) -> PaymobCredentials:
-    raw: Any = parameters.get_secret(secret_name, transform="json", max_age=max_age)
+    raw: Any = _provider().get(secret_name, transform="json", max_age=max_age)
     return PaymobCredentials.model_validate(raw)
