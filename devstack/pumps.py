@@ -210,8 +210,12 @@ class StreamPump(Pump):
         self.filtered_out = 0
 
     def poll_once(self) -> bool:
-        if not self._iterators:
-            self._open_shards()
+        # A fresh iterator from the checkpoint on every poll. moto swaps in a copy of the
+        # table when it cancels a transaction; an iterator opened before then reads the
+        # discarded copy: the cancelled write as a phantom record, then nothing new, ever.
+        # (Lambda's poller has no such problem with DynamoDB; this costs one request a poll.)
+        self.forget_position()
+        self._open_shards()
         busy = False
         for shard_id in list(self._iterators):
             iterator = self._iterators[shard_id]

@@ -365,6 +365,52 @@ def test_after_a_failed_poll_the_stream_resumes_where_it_was_without_redeliverin
     ]
 
 
+def test_a_cancelled_transaction_neither_blinds_the_pump_nor_shows_it_a_phantom(
+    client: Callable[[str], Any], pumps: list[Any]
+) -> None:
+    # Given a pump reading a table in which a transaction is then cancelled (moto swaps in a
+    # copy of the table, and an old iterator would read the discarded one)
+    table, stream_arn = a_payments_table(client)
+    function = FakeFunction()
+    pump = StreamPump(
+        name="enroll",
+        function=function,
+        stream_arn=stream_arn,
+        region=REGION,
+        streams_client=client("dynamodbstreams"),
+    )
+    pumps.append(pump)
+    pump.start()
+    put_payment(client, table, "pay-1", "PAID")
+    wait_until(lambda: len(function.records) == 1, message="the first record")
+    with pytest.raises(client("dynamodb").exceptions.TransactionCanceledException):
+        client("dynamodb").transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": table, "Item": {"payment_id": {"S": "phantom"}}}},
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {"payment_id": {"S": "pay-1"}},
+                        "ConditionExpression": "attribute_not_exists(payment_id)",
+                    }
+                },
+            ]
+        )
+
+    # When more records are written
+    put_payment(client, table, "pay-2", "PAID")
+    put_payment(client, table, "pay-3", "PAID")
+
+    # Then the pump delivers them, and never the cancelled write
+    wait_until(lambda: len(function.records) >= 3, message="the later records")
+    time.sleep(0.5)
+    assert [r["dynamodb"]["Keys"]["payment_id"]["S"] for r in function.records] == [
+        "pay-1",
+        "pay-2",
+        "pay-3",
+    ]
+
+
 # --- SQS ------------------------------------------------------------------------------------
 
 
