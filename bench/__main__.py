@@ -7,7 +7,7 @@ import sys
 
 from bench.report import write_section
 
-BENCHMARKS = ["bench.cold_imports", "bench.webhook_latency"]
+BENCHMARKS = ["bench.cold_imports", "bench.webhook_latency", "bench.local_stack"]
 
 
 def main(names: list[str]) -> None:
