@@ -563,7 +563,7 @@ def section(found: dict[str, Any]) -> Section:
     return Section(
         key="local-stack",
         title="Local stack: callback to enrolment, and webhooks per second",
-        command="python -m bench local_stack (bench/local_stack.py)",
+        command="make bench (bench/local_stack.py)",
         headers=[
             "measure",
             "n",
