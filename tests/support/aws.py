@@ -37,7 +37,7 @@ from coursepay.domain.records import (
     EventKind,
     PaymentEvent,
 )
-from coursepay.storage import clients
+from coursepay.storage import clients, queue, secrets
 from coursepay.storage.catalog import CourseRepository, EnrollmentRepository
 from coursepay.storage.payments import PaymentRepository
 from coursepay.storage.serialization import course_to_item, enrollment_to_item
@@ -130,9 +130,15 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     # Adapters built without a client cache one per container; start each test afresh.
-    clients.dynamodb_client.cache_clear()
+    _forget_container_state()
     yield
+    _forget_container_state()
+
+
+def _forget_container_state() -> None:
     clients.dynamodb_client.cache_clear()
+    queue._default_client.cache_clear()
+    secrets.forget_cached_secrets()
 
 
 @pytest.fixture

@@ -49,3 +49,8 @@ def load_paymob_credentials(
 ) -> PaymobCredentials:
     raw: Any = _provider().get(secret_name, transform="json", max_age=max_age)
     return PaymobCredentials.model_validate(raw)
+
+
+def forget_cached_secrets() -> None:
+    """Drop the container's cached secret (and its client): the next read asks again."""
+    _provider.cache_clear()
