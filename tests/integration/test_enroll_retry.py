@@ -168,29 +168,26 @@ def test_a_failed_stream_batch_is_read_back_and_replayed_once_the_cause_is_fixed
     courses: CourseRepository,
     enrollments: EnrollmentRepository,
 ) -> None:
-    # Given a paid payment whose enrolment failed on the stream (the course was closed), and
+    # Given a paid payment whose enrolment failed on the stream (its course was missing), and
     # Lambda's on-failure record for it on the retry queue
-    store.course(active=False)
     paid = paid_through_the_state_machine(store, payments)
     (paid_record,) = [r for r in records_of(aws, paid.payment_id) if r["eventName"] == "MODIFY"]
     retry.enqueue(on_failure_record(aws, [paid_record]))
 
-    # When the retry function gets it while the course is still closed
-    still_closed = retry.deliver()
+    # When the retry function gets it while the course is still missing
+    still_missing = retry.deliver()
 
     # Then the message fails again, backing off, and nothing is enrolled
-    assert len(still_closed) == 1
+    assert len(still_missing) == 1
     assert retry.sqs.calls["change_message_visibility"] == 1
     assert enrollments.get(STUDENT_ID, COURSE_ID) is None
 
-    # When the course reopens and the message comes back
-    course = courses.get(COURSE_ID)
-    assert course is not None
-    courses.put(course.model_copy(update={"active": True}))
-    reopened = retry.deliver()
+    # When the course is restored and the message comes back
+    store.course()
+    restored = retry.deliver()
 
     # Then the record is replayed: enrolled once, counted, announced as documented
-    assert reopened == []
+    assert restored == []
     enrolment = enrollments.get(STUDENT_ID, COURSE_ID)
     assert enrolment is not None
     assert (enrolment.status, enrolment.payment_id) == (EnrollmentStatus.ACTIVE, paid.payment_id)
@@ -209,16 +206,13 @@ def test_a_replayed_batch_does_not_enrol_a_payment_refunded_since(
     courses: CourseRepository,
     enrollments: EnrollmentRepository,
 ) -> None:
-    # Given a payment paid (its enrolment failed: the course was closed) and then refunded,
+    # Given a payment paid (its enrolment failed: the course was missing) and then refunded,
     # and the on-failure record of the batch holding both changes
-    store.course(active=False)
     paid = paid_through_the_state_machine(store, payments)
     payments.save(decide(paid, refunded_fact(AMOUNT_CENTS), NOW))
     changes = [r for r in records_of(aws, paid.payment_id) if r["eventName"] == "MODIFY"]
     assert len(changes) == 2
-    course = courses.get(COURSE_ID)
-    assert course is not None
-    courses.put(course.model_copy(update={"active": True}))
+    store.course()
     retry.enqueue(on_failure_record(aws, changes))
 
     # When the retry function replays the batch

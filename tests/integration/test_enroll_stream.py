@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from coursepay.domain.payment import Payment, PaymentFlag, PaymentStatus
 from coursepay.domain.records import EnrollmentStatus
-from coursepay.domain.state_machine import decide
+from coursepay.domain.state_machine import Decision, DecisionReason, decide
 from coursepay.services.enrollment import DUPLICATE_EVENT_KEY, EnrollmentService
 from coursepay.storage.bus import EventBridgePublisher
 from coursepay.storage.catalog import CourseRepository, EnrollmentRepository
@@ -213,30 +213,39 @@ def test_one_failing_record_does_not_fail_the_others_in_its_batch(
     assert course_count(courses) == 1
 
 
-def test_a_closed_course_fails_the_record_until_it_reopens(
+def test_a_course_deactivated_after_checkout_still_enrols_who_paid_for_it(
     enroll: EnrollFunction,
     store: Store,
     courses: CourseRepository,
     enrollments: EnrollmentRepository,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Given a paid payment for a course closed to enrolment
+    # Given a paid payment for a course deactivated since checkout (this used to fail the
+    # record on every delivery, until it reached the DLQ)
     store.course(active=False)
     paid = store.payment(a_payment_in(S.PAID))
     record = a_stream_record(a_payment(), paid, sequence_number=PAID_SEQUENCE)
 
-    # When the record is delivered, then the course reopens and it is delivered again
-    closed = enroll.invoke(record)
-    nothing = (enrollments.get(STUDENT_ID, COURSE_ID), enroll.published())
-    course = courses.get(COURSE_ID)
-    assert course is not None
-    courses.put(course.model_copy(update={"active": True}))
-    reopened = enroll.invoke(record)
+    # When the record is delivered
+    failures = enroll.invoke(record)
 
-    # Then it failed (nothing enrolled or announced) and then enrolled
-    assert closed == [PAID_SEQUENCE]
-    assert nothing == (None, [])
-    assert reopened == []
+    # Then the student is enrolled, counted and announced; the course stays inactive
+    assert failures == []
+    enrolment = enrollments.get(STUDENT_ID, COURSE_ID)
+    assert enrolment is not None
+    assert (enrolment.status, enrolment.payment_id) == (EnrollmentStatus.ACTIVE, paid.payment_id)
     assert course_count(courses) == 1
+    course = courses.get(COURSE_ID, consistent=True)
+    assert course is not None and not course.active
+    assert {e["detail-type"] for e in enroll.published()} == {
+        "PaymentSucceeded",
+        "EnrollmentCreated",
+    }
+
+    # And it is logged and counted for the course's owner
+    assert "enrolment into an inactive course" in caplog.messages
+    assert '"EnrollmentIntoInactiveCourse":[1.0]' in capsys.readouterr().out
 
 
 def test_a_record_for_a_payment_that_vanished_fails(enroll: EnrollFunction, store: Store) -> None:
@@ -360,3 +369,86 @@ def test_a_change_that_does_not_concern_enrolment_is_not_acted_on(
     assert failures == []
     assert enrollments.get(STUDENT_ID, COURSE_ID) is None
     assert enroll.published() == []
+
+
+# --- the course follows the payments that still entitle -------------------------------------
+
+
+def test_refunding_the_holding_payment_moves_the_course_to_the_students_other_payment(
+    enroll: EnrollFunction,
+    store: Store,
+    payments: PaymentRepository,
+    enrollments: EnrollmentRepository,
+    courses: CourseRepository,
+) -> None:
+    # Given a student enrolled by a first payment, and a second PAID payment for the course,
+    # flagged DUPLICATE_PAYMENT
+    store.course()
+    first = store.payment(
+        a_payment_in(S.PAID, payment_id="pay_first", paymob_order_id="1", created_at="2024-06-01")
+    )
+    second = store.payment(
+        a_payment_in(S.PAID, payment_id="pay_second", paymob_order_id="2", created_at="2024-06-02")
+    )
+    assert enroll.invoke(a_stream_record(a_payment(payment_id="pay_first"), first)) == []
+    assert enroll.invoke(a_stream_record(a_payment(payment_id="pay_second"), second)) == []
+    enroll.published()
+
+    # When the first payment is refunded in full and the record delivered twice
+    stored = payments.get("pay_first")
+    assert stored is not None
+    decision = decide(stored, refunded_fact(AMOUNT_CENTS), NOW)
+    payments.save(decision)
+    record = a_stream_record(stored, decision.after, sequence_number="410020")
+    failures = [enroll.invoke(record), enroll.invoke(record)]
+
+    # Then the student keeps the course, now held by the second payment, counted once
+    assert failures == [[], []]
+    held = enrollments.get(STUDENT_ID, COURSE_ID)
+    assert held is not None
+    assert (held.payment_id, held.status) == ("pay_second", EnrollmentStatus.ACTIVE)
+    assert course_count(courses) == 1
+    holder = payments.get("pay_second")
+    assert holder is not None and holder.enrolled_at is not None
+
+    # And the move is announced twice with one id, as documented; nothing was revoked
+    published = [e for e in enroll.published() if e["detail-type"].startswith("Enrollment")]
+    assert_valid(published)
+    assert [e["detail-type"] for e in published] == ["EnrollmentTransferred"] * 2
+    assert published[0]["detail"] == published[1]["detail"]
+    detail = published[0]["detail"]
+    assert (detail["payment_id"], detail["previous_payment_id"]) == ("pay_second", "pay_first")
+    assert detail["transferred_at"] == holder.enrolled_at
+
+
+@pytest.mark.parametrize("status", [S.FAILED, S.UNDER_REVIEW, S.PENDING, S.EXPIRED])
+def test_an_override_out_of_paid_revokes_the_enrolment(
+    enroll: EnrollFunction,
+    store: Store,
+    payments: PaymentRepository,
+    enrollments: EnrollmentRepository,
+    courses: CourseRepository,
+    status: PaymentStatus,
+) -> None:
+    # Given an enrolled student
+    pending, paid = a_paid_payment_stored(store)
+    assert enroll.invoke(a_stream_record(pending, paid)) == []
+    enroll.published()
+
+    # When an admin moves the payment out of PAID into a status that does not entitle
+    stored = payments.get(paid.payment_id)
+    assert stored is not None
+    overridden = stored.model_copy(update={"status": status, "version": stored.version + 1})
+    payments.save(Decision(stored, overridden, DecisionReason.OVERRIDDEN))
+    failures = enroll.invoke(a_stream_record(stored, overridden, sequence_number="410030"))
+
+    # Then the enrolment is revoked and uncounted, and the revocation says why
+    assert failures == []
+    revoked = enrollments.get(STUDENT_ID, COURSE_ID)
+    assert revoked is not None
+    assert revoked.status is EnrollmentStatus.REVOKED
+    assert course_count(courses) == 0
+    published = enroll.published()
+    assert_valid(published)
+    (event,) = [e for e in published if e["detail-type"] == "EnrollmentRevoked"]
+    assert event["detail"]["payment_status"] == str(status)

@@ -193,11 +193,11 @@ def test_unemulated_resources_are_skipped_with_one_line_each(
 
 
 def test_a_functions_environment_resolves_globals_and_its_own_variables(aws: AwsStack) -> None:
-    # Given the enrolment function (Globals plus the bus and the retry queue of its own)
-    declared = stack_template()["Resources"]["EnrollFunction"]["Properties"]["Environment"]
+    # Given the retry function (Globals plus the retry queue, the bus and PayMob's settings)
+    declared = stack_template()["Resources"]["RetryFunction"]["Properties"]["Environment"]
 
     # When its environment is resolved
-    environment = aws.environment("EnrollFunction")
+    environment = aws.environment("RetryFunction")
 
     # Then tables are names, queues URLs, buses names, parameters and conditions applied
     global_variables = stack_template()["Globals"]["Function"]["Environment"]["Variables"]

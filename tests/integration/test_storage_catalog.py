@@ -14,10 +14,11 @@ from coursepay.storage.catalog import (
     CourseRepository,
     EnrollmentRepository,
     GrantResult,
+    Handover,
     RevokeResult,
+    TransferResult,
 )
 from coursepay.storage.errors import (
-    CourseInactive,
     CourseNotFound,
     PaymentNotFound,
     TransientStorageError,
@@ -45,13 +46,13 @@ def payment_marks(aws: AwsStack, payment_id: str) -> dict[str, str]:
     }
 
 
-def refunded(payments: PaymentRepository, payment: Payment) -> Payment:
+def refunded(
+    payments: PaymentRepository, payment: Payment, status: PaymentStatus = PaymentStatus.REFUNDED
+) -> Payment:
     """The stored payment, now REFUNDED (as the state machine would have saved it)."""
     stored = payments.get(payment.payment_id)
     assert stored is not None
-    after = stored.model_copy(
-        update={"status": PaymentStatus.REFUNDED, "version": stored.version + 1}
-    )
+    after = stored.model_copy(update={"status": status, "version": stored.version + 1})
     payments.save(Decision(stored, after, DecisionReason.REFUND_APPLIED))
     return after
 
@@ -213,20 +214,43 @@ def test_a_payment_that_does_not_entitle_is_not_granted(
     assert enrollment_count(courses) == 0
 
 
-def test_granting_for_a_missing_or_closed_course_fails_and_writes_nothing(
-    store: Store, enrollments: EnrollmentRepository
+def test_granting_for_a_missing_course_fails_and_writes_nothing(
+    aws: AwsStack, store: Store, enrollments: EnrollmentRepository
 ) -> None:
-    # Given a paid payment whose course does not exist, then one whose course is closed
+    # Given a paid payment whose course does not exist
     payment = store.payment(a_payment_in(PaymentStatus.PAID))
 
     # When the enrolment is granted
-    # Then the missing and the closed course are told apart, and nothing is enrolled
+    # Then it is refused, and nothing is enrolled or marked
     with pytest.raises(CourseNotFound):
         enrollments.grant(payment, NOW)
-    store.course(active=False)
-    with pytest.raises(CourseInactive):
-        enrollments.grant(payment, NOW)
     assert enrollments.get(STUDENT_ID, COURSE_ID) is None
+    assert payment_marks(aws, payment.payment_id) == {}
+
+
+def test_a_course_deactivated_after_checkout_still_takes_the_paid_enrolment(
+    aws: AwsStack,
+    store: Store,
+    enrollments: EnrollmentRepository,
+    courses: CourseRepository,
+) -> None:
+    # Given a paid payment whose course was deactivated since checkout (this used to raise
+    # CourseInactive, on every retry, until the record reached the DLQ)
+    store.course(active=False, enrollment_count=7)
+    payment = store.payment(a_payment_in(PaymentStatus.PAID))
+
+    # When the enrolment is granted, and replayed
+    result = enrollments.grant(payment, NOW)
+    replay = enrollments.grant(payment, LATER)
+
+    # Then the student is enrolled and counted once, and the answer says the course is inactive
+    assert result is GrantResult.GRANTED_INACTIVE_COURSE
+    assert replay is GrantResult.ALREADY_GRANTED
+    enrolment = enrollments.get(STUDENT_ID, COURSE_ID)
+    assert enrolment is not None
+    assert (enrolment.payment_id, enrolment.status) == (payment.payment_id, EnrollmentStatus.ACTIVE)
+    assert enrollment_count(courses) == 8
+    assert payment_marks(aws, payment.payment_id) == {"enrolled_at": NOW}
 
 
 def test_granting_for_an_unknown_payment_fails(
@@ -397,3 +421,212 @@ def test_a_students_enrolments_are_listed_newest_first(
     # When their enrolments are listed
     # Then both come back, newest first
     assert enrollments.list_for_student(STUDENT_ID) == [newer, older]
+
+
+# --- transferring --------------------------------------------------------------------------
+
+
+def enrolled_with_a_second_payment(
+    store: Store,
+    enrollments: EnrollmentRepository,
+    second_status: PaymentStatus = PaymentStatus.PAID,
+) -> tuple[Payment, Payment]:
+    """A student enrolled by a first payment, and a second payment of theirs for the course."""
+    store.course()
+    first = store.payment(
+        a_payment_in(PaymentStatus.PAID, payment_id="pay_first", created_at="2024-06-01")
+    )
+    assert enrollments.grant(first, NOW) is GrantResult.GRANTED
+    second = store.payment(
+        a_payment_in(
+            second_status, payment_id="pay_second", paymob_order_id="555", created_at="2024-06-02"
+        )
+    )
+    return first, second
+
+
+def test_transferring_moves_the_enrolment_marks_both_payments_and_keeps_the_count(
+    aws: AwsStack,
+    store: Store,
+    payments: PaymentRepository,
+    enrollments: EnrollmentRepository,
+    courses: CourseRepository,
+) -> None:
+    # Given an enrolment held by a payment since refunded, and another PAID payment
+    first, second = enrolled_with_a_second_payment(store, enrollments)
+    first = refunded(payments, first)
+
+    # When the enrolment is transferred, and the transfer replayed
+    result = enrollments.transfer(first, second, LATER)
+    replays = [enrollments.transfer(first, second, "2024-06-15T00:00:00+00:00") for _ in range(3)]
+
+    # Then it names the second payment, still active since it was granted, counted once
+    assert result is TransferResult.TRANSFERRED
+    assert replays == [TransferResult.ALREADY_TRANSFERRED] * 3
+    assert enrollments.get(STUDENT_ID, COURSE_ID) == Enrollment(
+        student_id=STUDENT_ID,
+        course_id=COURSE_ID,
+        payment_id="pay_second",
+        status=EnrollmentStatus.ACTIVE,
+        enrolled_at=NOW,
+    )
+    assert enrollments.handover(STUDENT_ID, COURSE_ID) == Handover("pay_first", "pay_second", LATER)
+    assert enrollment_count(courses) == 1
+
+    # And the first payment is released, the second holds it: a revoke of the first is a
+    # replay, a grant of the second is a replay
+    assert payment_marks(aws, "pay_first") == {"enrolled_at": NOW, "enrollment_revoked_at": LATER}
+    assert payment_marks(aws, "pay_second") == {"enrolled_at": LATER}
+    assert enrollments.revoke(first, LATER) is RevokeResult.ALREADY_REVOKED
+    assert enrollments.grant(second, LATER) is GrantResult.ALREADY_GRANTED
+    assert enrollment_count(courses) == 1
+
+
+def test_a_transfer_from_a_payment_that_entitles_again_is_refused(
+    store: Store, enrollments: EnrollmentRepository, courses: CourseRepository
+) -> None:
+    # Given an enrolment whose payment is (again) PAID
+    first, second = enrolled_with_a_second_payment(store, enrollments)
+
+    # When a transfer to the other payment runs (from a stale record, say)
+    # Then the holder keeps the enrolment
+    assert enrollments.transfer(first, second, LATER) is TransferResult.STILL_ENTITLED
+    enrolment = enrollments.get(STUDENT_ID, COURSE_ID)
+    assert enrolment is not None
+    assert enrolment.payment_id == "pay_first"
+    assert enrollments.handover(STUDENT_ID, COURSE_ID) is None
+
+
+@pytest.mark.parametrize(
+    "second_status", [PaymentStatus.PENDING, PaymentStatus.REFUNDED, PaymentStatus.UNDER_REVIEW]
+)
+def test_a_transfer_to_a_payment_that_does_not_entitle_is_refused(
+    aws: AwsStack,
+    store: Store,
+    payments: PaymentRepository,
+    enrollments: EnrollmentRepository,
+    second_status: PaymentStatus,
+) -> None:
+    # Given an enrolment held by a refunded payment, and another that does not entitle
+    first, second = enrolled_with_a_second_payment(store, enrollments, second_status)
+    first = refunded(payments, first)
+
+    # When a transfer to it runs
+    result = enrollments.transfer(first, second.model_copy(update={"status": "PAID"}), LATER)
+
+    # Then the stored status decides: nothing moves, nothing is marked
+    assert result is TransferResult.NOT_ENTITLED
+    enrolment = enrollments.get(STUDENT_ID, COURSE_ID)
+    assert enrolment is not None
+    assert enrolment.payment_id == "pay_first"
+    assert payment_marks(aws, "pay_first") == {"enrolled_at": NOW}
+    assert payment_marks(aws, "pay_second") == {}
+
+
+def test_a_transfer_of_an_enrolment_the_payment_does_not_hold_is_refused(
+    store: Store, payments: PaymentRepository, enrollments: EnrollmentRepository
+) -> None:
+    # Given an enrolment held by a first payment, and a refunded duplicate that never held it
+    _, second = enrolled_with_a_second_payment(store, enrollments)
+    assert enrollments.grant(second, LATER) is GrantResult.DUPLICATE_PAYMENT
+    duplicate = refunded(payments, second)
+    third = store.payment(
+        a_payment_in(PaymentStatus.PAID, payment_id="pay_third", paymob_order_id="556")
+    )
+
+    # When the duplicate's "enrolment" is transferred to a third payment
+    # Then nothing moves: the enrolment is the first payment's
+    assert enrollments.transfer(duplicate, third, LATER) is TransferResult.NOT_HELD
+    enrolment = enrollments.get(STUDENT_ID, COURSE_ID)
+    assert enrolment is not None
+    assert enrolment.payment_id == "pay_first"
+
+
+def test_a_transfer_from_a_revoked_enrolment_is_refused(
+    store: Store,
+    payments: PaymentRepository,
+    enrollments: EnrollmentRepository,
+    courses: CourseRepository,
+) -> None:
+    # Given an enrolment revoked with its refunded payment
+    first, second = enrolled_with_a_second_payment(store, enrollments)
+    first = refunded(payments, first)
+    assert enrollments.revoke(first, LATER) is RevokeResult.REVOKED
+
+    # When a transfer from it runs
+    # Then a revoked enrolment does not come back through a transfer (a grant does that)
+    assert enrollments.transfer(first, second, LATER) is TransferResult.NOT_HELD
+    assert enrollment_count(courses) == 0
+
+
+def test_a_grant_after_a_transfer_replaces_the_handover(
+    store: Store, payments: PaymentRepository, enrollments: EnrollmentRepository
+) -> None:
+    # Given an enrolment moved to a second payment, then revoked with it
+    first, second = enrolled_with_a_second_payment(store, enrollments)
+    enrollments.transfer(refunded(payments, first), second, LATER)
+    enrollments.revoke(refunded(payments, second), LATER)
+    again = store.payment(
+        a_payment_in(PaymentStatus.PAID, payment_id="pay_again", paymob_order_id="557")
+    )
+
+    # When the student buys the course again
+    assert enrollments.grant(again, LATER) is GrantResult.GRANTED
+
+    # Then the new enrolment has no handover
+    assert enrollments.handover(STUDENT_ID, COURSE_ID) is None
+
+
+def test_the_other_entitling_payment_is_the_oldest_of_the_student_and_course(
+    store: Store, payments: PaymentRepository, enrollments: EnrollmentRepository
+) -> None:
+    # Given a student's payments for the course in every status, and others' payments
+    enrolled_with_a_second_payment(store, enrollments, PaymentStatus.PARTIALLY_REFUNDED)
+    store.payment(a_payment_in(PaymentStatus.PAID, payment_id="pay_newer", created_at="2024-06-03"))
+    store.payment(
+        a_payment_in(PaymentStatus.PAID, payment_id="pay_older_refunded", created_at="2024-05-01")
+    )
+    refunded(payments, a_payment_in(PaymentStatus.PAID, payment_id="pay_older_refunded"))
+    for n, status in enumerate([PaymentStatus.PENDING, PaymentStatus.FAILED, PaymentStatus.VOIDED]):
+        store.payment(a_payment_in(status, payment_id=f"pay_{status}", created_at=f"2024-04-0{n}"))
+    store.payment(a_payment_in(PaymentStatus.PAID, payment_id="pay_x", course_id="course-other"))
+    store.payment(a_payment_in(PaymentStatus.PAID, payment_id="pay_y", student_id="someone-else"))
+
+    # When the other entitling payment is looked for, leaving out the first
+    found = enrollments.other_entitling_payment(STUDENT_ID, COURSE_ID, excluding="pay_first")
+
+    # Then it is the oldest PAID or PARTIALLY_REFUNDED one, read back whole
+    assert found is not None
+    assert found == payments.get("pay_second")
+    assert found.status is PaymentStatus.PARTIALLY_REFUNDED
+    assert enrollments.other_entitling_payment("someone-else", COURSE_ID, excluding="pay_y") is None
+
+
+def test_the_other_entitling_payment_is_read_again_by_key(
+    aws: AwsStack, store: Store, payments: PaymentRepository, enrollments: EnrollmentRepository
+) -> None:
+    # Given the index still shows a PAID payment that the table already holds as REFUNDED
+    store.course()
+    store.payment(a_payment_in(PaymentStatus.PAID, payment_id="pay_second"))
+    stale_index = aws.dynamodb.query(
+        TableName=aws.payments_table,
+        IndexName="by-student",
+        KeyConditionExpression="student_id = :s",
+        ExpressionAttributeValues={":s": {"S": STUDENT_ID}},
+    )
+    refunded(payments, a_payment_in(PaymentStatus.PAID, payment_id="pay_second"))
+
+    class StaleIndex:
+        def __getattr__(self, name: str) -> object:
+            return getattr(aws.dynamodb, name)
+
+        def query(self, **params: object) -> object:
+            return stale_index
+
+    stale = EnrollmentRepository(
+        aws.enrollments_table, aws.courses_table, aws.payments_table, client=StaleIndex()
+    )
+
+    # When the other entitling payment is looked for
+    # Then the stored status wins: there is none
+    assert stale.other_entitling_payment(STUDENT_ID, COURSE_ID, excluding="pay_first") is None

@@ -1,8 +1,8 @@
 """Fakes and helpers for the enrolment path: enrolments with storage's semantics, a bus, schemas.
 
-`InMemoryEnrollments` answers grant and revoke the way storage's transactions do (the same
-conditions on the stored payment, the enrolment and the course, checked in the same order),
-so service tests exercise the real decisions without an emulator.
+`InMemoryEnrollments` answers grant, revoke and transfer the way storage's transactions do
+(the same conditions on the stored payment, the enrolment and the course, checked in the same
+order), so service tests exercise the real decisions without an emulator.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from coursepay.domain.payment import ENTITLING_STATUSES, Payment
 from coursepay.domain.records import Course, Enrollment, EnrollmentStatus
 from coursepay.services.enrollment import DomainEvent
-from coursepay.storage.errors import CourseInactive, CourseNotFound, PaymentNotFound
+from coursepay.storage.catalog import Handover
+from coursepay.storage.errors import CourseNotFound, PaymentNotFound
 from tests.support.fakes import InMemoryPaymentStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +44,7 @@ class InMemoryEnrollments:
         self._payments = payments
         self.courses: dict[str, Course] = {c.course_id: c for c in courses}
         self.enrollments: dict[tuple[str, str], Enrollment] = {}
+        self.handovers: dict[tuple[str, str], Handover] = {}  # kept beside the enrolment
         self.marks: dict[str, _Marks] = {}
         self.failures: list[Exception] = []  # raised, in order, by the next grants or revokes
         self.transactions = 0
@@ -56,6 +58,25 @@ class InMemoryEnrollments:
 
     def get(self, student_id: str, course_id: str, consistent: bool = True) -> Enrollment | None:
         return self.enrollments.get((student_id, course_id))
+
+    def handover(self, student_id: str, course_id: str) -> Handover | None:
+        return self.handovers.get((student_id, course_id))
+
+    def other_entitling_payment(
+        self, student_id: str, course_id: str, excluding: str
+    ) -> Payment | None:
+        """The oldest other entitling payment of the student and course, as stored."""
+        candidates = sorted(
+            (
+                p
+                for p in self._payments.payments.values()
+                if (p.student_id, p.course_id) == (student_id, course_id)
+                and p.payment_id != excluding
+                and p.status in ENTITLING_STATUSES
+            ),
+            key=lambda p: (p.created_at, p.payment_id),
+        )
+        return candidates[0] if candidates else None
 
     def list_for_student(self, student_id: str) -> list[Enrollment]:
         mine = [e for (s, _), e in self.enrollments.items() if s == student_id]
@@ -83,8 +104,7 @@ class InMemoryEnrollments:
             course = self.courses.get(payment.course_id)
             if course is None:
                 raise CourseNotFound(payment.course_id)
-            if not course.active:
-                raise CourseInactive(payment.course_id)
+            self.handovers.pop(key, None)
             self.enrollments[key] = Enrollment(
                 student_id=payment.student_id,
                 course_id=payment.course_id,
@@ -94,7 +114,7 @@ class InMemoryEnrollments:
             )
             self._recount(course, +1)
             self.marks[payment.payment_id] = _Marks(enrolled_at=now)
-            return "GRANTED"
+            return "GRANTED" if course.active else "GRANTED_INACTIVE_COURSE"
 
     def revoke(self, payment: Payment, now: str) -> str:
         with self._lock:
@@ -123,6 +143,45 @@ class InMemoryEnrollments:
                 self._recount(course, -1)
             marks.revoked_at = now
             return "REVOKED"
+
+    def transfer(self, old: Payment, new: Payment, now: str) -> str:
+        with self._lock:
+            self._begin()
+            key = (old.student_id, old.course_id)
+            assert key == (new.student_id, new.course_id)
+            held = self.enrollments.get(key)
+            handover = self.handovers.get(key)
+            moved = handover is not None and (handover.from_payment_id, handover.to_payment_id) == (
+                old.payment_id,
+                new.payment_id,
+            )
+            stored_old = self._payments.get(old.payment_id)
+            if stored_old is None:
+                raise PaymentNotFound(old.payment_id)
+            old_marks = self.marks.setdefault(old.payment_id, _Marks())
+            if stored_old.status in ENTITLING_STATUSES:
+                return "STILL_ENTITLED"
+            if old_marks.enrolled_at is None or old_marks.revoked_at is not None:
+                return "ALREADY_TRANSFERRED" if moved else "NOT_HELD"
+            if (
+                held is None
+                or held.payment_id != old.payment_id
+                or held.status is not EnrollmentStatus.ACTIVE
+            ):
+                return "ALREADY_TRANSFERRED" if moved else "NOT_HELD"
+            stored_new = self._payments.get(new.payment_id)
+            new_marks = self.marks.setdefault(new.payment_id, _Marks())
+            if (
+                stored_new is None
+                or stored_new.status not in ENTITLING_STATUSES
+                or (new_marks.enrolled_at is not None and new_marks.revoked_at is None)
+            ):
+                return "NOT_ENTITLED"
+            self.enrollments[key] = held.model_copy(update={"payment_id": new.payment_id})
+            self.handovers[key] = Handover(old.payment_id, new.payment_id, now)
+            old_marks.revoked_at = now
+            self.marks[new.payment_id] = _Marks(enrolled_at=now)
+            return "TRANSFERRED"
 
     def _begin(self) -> None:
         self.transactions += 1

@@ -46,6 +46,15 @@ def published_by_a_payments_life() -> RecordingBus:
     paid_void = a_payment_in(S.PAID, payment_id="pay_void", paymob_order_id="1")
     change(None, paid_void)
     change(paid_void, voided)  # EnrollmentRevoked of a void
+    # Paid twice: the second is a duplicate until the first is refunded, then it holds the course
+    first = a_payment_in(S.PAID, payment_id="pay_first", paymob_order_id="2")
+    twin = a_payment_in(S.PAID, payment_id="pay_twin", paymob_order_id="3")
+    change(None, first)
+    change(None, twin)  # PaymentFlagged (DUPLICATE_PAYMENT)
+    change(first, a_payment_in(S.REFUNDED, payment_id="pay_first", paymob_order_id="2", version=7))
+    # ... EnrollmentTransferred to the twin
+    overridden = a_payment_in(S.UNDER_REVIEW, payment_id="pay_twin", paymob_order_id="3", version=8)
+    change(payments.payments["pay_twin"], overridden)  # EnrollmentRevoked of an override
     return bus
 
 
@@ -58,7 +67,7 @@ def test_every_detail_type_has_a_schema_and_every_schema_a_detail_type() -> None
     # Given the schema files and the service's detail types
     files = {path.name.removesuffix(".schema.json") for path in SCHEMAS.glob("*.schema.json")}
 
-    # Then they are the same five
+    # Then they are the same six
     assert files == {str(t) for t in DetailType}
 
 

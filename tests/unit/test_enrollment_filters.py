@@ -211,9 +211,42 @@ def test_the_filter_never_drops_a_change_the_service_acts_on(
         version=9,
     )
 
-    # Then whenever the service would act on it, the mapping delivers it
+    # Then whenever the service would act on it, the mapping delivers it; and it delivers
+    # nothing the service ignores, apart from changes of a flagged payment (the filter cannot
+    # tell which flags are new)
     if acted_on(before, after):
         assert delivered(enrol_filter, before, after)
+    elif not after.flags:
+        assert not delivered(enrol_filter, before, after)
+
+
+ENTITLING = [S.PAID, S.PARTIALLY_REFUNDED]
+NOT_ENTITLING = [s for s in PaymentStatus if s not in ENTITLING]
+
+
+@pytest.mark.parametrize("entitling", ENTITLING)
+@pytest.mark.parametrize("status", NOT_ENTITLING)
+def test_leaving_an_entitling_status_for_any_other_is_delivered_and_revokes(
+    enrol_filter: list[dict[str, Any]], entitling: PaymentStatus, status: PaymentStatus
+) -> None:
+    # Given an enrolled payment moved out of PAID or PARTIALLY_REFUNDED, by a refund, a void
+    # or an admin override (no flag on either image, so only the status can let it through)
+    before = a_payment_in(entitling, flags=frozenset())
+    after = a_payment_in(status, flags=frozenset(), version=9)
+    payments = InMemoryPaymentStore(before)
+    enrollments = InMemoryEnrollments(payments, a_course())
+    service = EnrollmentService(payments, enrollments, RecordingBus())
+    assert service.on_payment_changed(None, before).enrolment == "GRANTED"
+    payments.payments[after.payment_id] = after
+
+    # When the mapping filters its record and the service handles it
+    passes = delivered(enrol_filter, before, after)
+    outcome = service.on_payment_changed(before, after)
+
+    # Then it is delivered, and the enrolment is revoked
+    assert passes
+    assert outcome.enrolment == "REVOKED"
+    assert enrollments.count(a_course().course_id) == 0
 
 
 @pytest.mark.parametrize(
@@ -226,17 +259,17 @@ def test_the_filter_never_drops_a_change_the_service_acts_on(
         pytest.param(a_payment_in(S.PAID), a_payment_in(S.PARTIALLY_REFUNDED), id="partial-refund"),
         pytest.param(a_payment_in(S.REFUNDED), a_payment_in(S.VOIDED), id="refunded-then-voided"),
         pytest.param(
-            a_payment_in(S.PAID),
-            a_payment_in(S.UNDER_REVIEW, flags=frozenset()),
-            id="paid-to-review-unflagged",
+            a_payment_in(S.FAILED), a_payment_in(S.REFUNDED, flags=frozenset()), id="never-paid"
         ),
         pytest.param(None, a_payment(), id="checkout-insert"),
+        pytest.param(None, a_payment_in(S.REFUNDED, flags=frozenset()), id="inserted-refunded"),
     ],
 )
 def test_the_filter_drops_changes_that_do_not_concern_enrolment(
     enrol_filter: list[dict[str, Any]], before: Payment | None, after: Payment
 ) -> None:
-    # Given a change that enters no entitling, revoking or failed status and adds no flag
+    # Given a change that enters no entitling or failed status, leaves no entitling one and
+    # adds no flag
     # Then the mapping does not invoke the function for it, and the service would ignore it
     assert not delivered(enrol_filter, before, after)
     assert not acted_on(before, after)

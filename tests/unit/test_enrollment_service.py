@@ -12,6 +12,7 @@ import pytest
 
 from coursepay.domain.payment import Payment, PaymentFlag, PaymentStatus
 from coursepay.domain.records import Course, EnrollmentStatus, EventKind
+from coursepay.services import enrollment as enrollment_module
 from coursepay.services.enrollment import (
     DUPLICATE_EVENT_KEY,
     ENROLMENT_MESSAGE_KIND,
@@ -20,12 +21,12 @@ from coursepay.services.enrollment import (
     FailedStreamBatch,
     GrantOutcome,
     RevokeOutcome,
+    TransferOutcome,
     enrolment_retry_message,
     is_enrolment_retry,
 )
-from coursepay.storage.catalog import GrantResult, RevokeResult
+from coursepay.storage.catalog import GrantResult, RevokeResult, TransferResult
 from coursepay.storage.errors import (
-    CourseInactive,
     CourseNotFound,
     PaymentNotFound,
     TransientStorageError,
@@ -82,6 +83,14 @@ def paid_world() -> tuple[World, Payment, Payment]:
     """A payment stored PAID, and the record of its PENDING -> PAID change."""
     before, after = a_payment(), a_payment_in(S.PAID)
     return a_world(after), before, after
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The metrics the enrolment service counts, by name, in order."""
+    names: list[str] = []
+    monkeypatch.setattr(enrollment_module, "count", lambda name, value=1: names.append(name))
+    return names
 
 
 # --- granting --------------------------------------------------------------------------------
@@ -200,29 +209,40 @@ def test_a_transient_storage_failure_raises_and_the_retry_enrols_once() -> None:
     assert world.enrollments.count(COURSE_ID) == 1
 
 
-@pytest.mark.parametrize(
-    ("course", "error"),
-    [
-        pytest.param(None, CourseNotFound, id="course-missing"),
-        pytest.param(a_course(active=False), CourseInactive, id="course-closed"),
-    ],
-)
-def test_a_course_that_cannot_take_enrolments_fails_the_record_until_it_can(
-    course: Course | None, error: type[Exception]
-) -> None:
-    # Given a paid payment for a course that is missing or closed
+def test_a_missing_course_fails_the_record_until_it_exists() -> None:
+    # Given a paid payment for a course that does not exist
     after = a_payment_in(S.PAID)
-    world = a_world(after, course=course, no_course=course is None)
+    world = a_world(after, no_course=True)
 
     # When its record is handled
-    with pytest.raises(error):
+    with pytest.raises(CourseNotFound):
         world.service.on_payment_changed(a_payment(), after)
 
-    # Then nothing is enrolled or announced; once the course is open, a retry enrols
+    # Then nothing is enrolled or announced; once the course exists, a retry enrols
     assert world.enrolment() is None
     assert world.bus.published == []
     world.enrollments.courses[COURSE_ID] = a_course()
     assert world.service.on_payment_changed(a_payment(), after).enrolment == "GRANTED"
+
+
+def test_a_course_deactivated_after_checkout_still_enrols_who_paid(counted: list[str]) -> None:
+    # Given a paid payment for a course deactivated since the student checked out
+    # (this used to fail the record, and every retry, until the DLQ)
+    after = a_payment_in(S.PAID)
+    world = a_world(after, course=a_course(active=False))
+
+    # When its record is handled
+    outcome = world.service.on_payment_changed(a_payment(), after)
+
+    # Then the student is enrolled, counted and announced; the inactive course is counted
+    assert outcome.enrolment == "GRANTED"
+    enrolment = world.enrolment()
+    assert enrolment is not None
+    assert (enrolment.status, enrolment.payment_id) == (EnrollmentStatus.ACTIVE, after.payment_id)
+    assert world.enrollments.count(COURSE_ID) == 1
+    assert world.bus.detail_types == PAID_EVENTS
+    assert counted.count("EnrollmentIntoInactiveCourse") == 1
+    assert counted.count("EnrollmentGranted") == 1
 
 
 def test_a_payment_that_vanished_fails_the_record() -> None:
@@ -419,6 +439,216 @@ def test_a_stale_refund_record_does_not_revoke_a_payment_paid_again() -> None:
     assert world.enrollments.count(COURSE_ID) == 1
 
 
+@pytest.mark.parametrize("status", [S.FAILED, S.UNDER_REVIEW, S.PENDING, S.EXPIRED])
+@pytest.mark.parametrize("entitling", [S.PAID, S.PARTIALLY_REFUNDED])
+def test_an_override_out_of_an_entitling_status_revokes(
+    entitling: PaymentStatus, status: PaymentStatus
+) -> None:
+    # Given an enrolled payment that an admin moves out of PAID (or PARTIALLY_REFUNDED) into
+    # a status that does not entitle (only REFUNDED and VOIDED used to revoke)
+    paid = a_payment_in(entitling)
+    world = a_world(paid)
+    world.service.on_payment_changed(None, paid)
+    overridden = a_payment_in(status, flags=frozenset({PaymentFlag.ADMIN_OVERRIDE}), version=7)
+    world.store(overridden)
+
+    # When the override's record arrives
+    outcome = world.service.on_payment_changed(paid, overridden)
+
+    # Then the enrolment is revoked and uncounted, and the revocation names the status
+    assert outcome.enrolment == "REVOKED"
+    assert world.enrolment().status is EnrollmentStatus.REVOKED
+    assert world.enrollments.count(COURSE_ID) == 0
+    (revoked,) = world.bus.of_type(DetailType.ENROLLMENT_REVOKED)
+    assert revoked["payment_status"] == str(status)
+
+
+# --- the course follows the payments that still entitle -------------------------------------
+
+FIRST, SECOND = "pay_first", "pay_second"
+
+
+def held_twice(second_status: PaymentStatus = S.PAID) -> tuple[World, Payment, Payment]:
+    """A student enrolled by a first payment, with a second payment stored in `second_status`.
+
+    A second PAID payment went through the stream and was flagged DUPLICATE_PAYMENT.
+    """
+    first = a_payment_in(S.PAID, payment_id=FIRST, paymob_order_id="1", created_at="2024-06-01")
+    second = a_payment_in(
+        second_status, payment_id=SECOND, paymob_order_id="2", created_at="2024-06-02"
+    )
+    world = a_world(first, second)
+    assert world.service.on_payment_changed(None, first).enrolment == "GRANTED"
+    if second.entitles:
+        assert world.service.on_payment_changed(None, second).enrolment == "DUPLICATE_PAYMENT"
+    stored_second = world.payments.get(SECOND)
+    assert stored_second is not None
+    return world, first, stored_second
+
+
+def refund(world: World, payment: Payment, status: PaymentStatus = S.REFUNDED) -> Payment:
+    """Store `payment` moved to `status` (as the state machine would) and return it."""
+    after = payment.model_copy(update={"status": status, "version": payment.version + 1})
+    world.store(after)
+    return after
+
+
+@pytest.mark.parametrize("second_status", [S.PAID, S.PARTIALLY_REFUNDED])
+@pytest.mark.parametrize("leaving", [S.REFUNDED, S.VOIDED, S.FAILED, S.UNDER_REVIEW])
+def test_revoking_the_holder_moves_the_enrolment_to_another_entitling_payment(
+    second_status: PaymentStatus, leaving: PaymentStatus, counted: list[str]
+) -> None:
+    # Given a student enrolled by a first payment, with a second entitling payment (a flagged
+    # duplicate, say): refunding, voiding or overriding the first used to revoke the course
+    world, first, second = held_twice(second_status)
+    enrolled_at = world.enrolment().enrolled_at
+    world.bus.published.clear()
+    left = refund(world, first, leaving)
+
+    # When the first payment's change arrives
+    outcome = world.service.on_payment_changed(first, left)
+
+    # Then the enrolment now names the second payment, still active, counted once
+    assert outcome.enrolment == "TRANSFERRED"
+    enrolment = world.enrolment()
+    assert (enrolment.payment_id, enrolment.status) == (SECOND, EnrollmentStatus.ACTIVE)
+    assert enrolment.enrolled_at == enrolled_at
+    assert world.enrollments.count(COURSE_ID) == 1
+    assert world.enrollments.marks[FIRST].revoked_at == NOW
+    assert world.enrollments.marks[SECOND].enrolled_at == NOW
+    assert "EnrollmentTransferred" in counted and "EnrollmentRevoked" not in counted
+
+    # And the move is announced for the new holder, not as a revocation nor a new enrolment
+    enrolment_events = [t for t in world.bus.detail_types if t.startswith("Enrollment")]
+    assert enrolment_events == [DetailType.ENROLLMENT_TRANSFERRED]
+    (moved,) = world.bus.of_type(DetailType.ENROLLMENT_TRANSFERRED)
+    assert (moved["payment_id"], moved["previous_payment_id"]) == (SECOND, FIRST)
+    assert (moved["transferred_at"], moved["enrolled_at"]) == (NOW, enrolled_at)
+    assert moved["amount_cents"] == second.amount_cents
+
+
+def test_a_replayed_transfer_moves_nothing_and_repeats_the_same_event() -> None:
+    # Given an enrolment moved from a refunded first payment to a second one
+    world, first, second = held_twice()
+    refunded = refund(world, first)
+    world.service.on_payment_changed(first, refunded)
+    transactions = world.enrollments.transactions
+
+    # When the refund's record comes again, and so does the second payment's PAID record
+    again = world.service.on_payment_changed(first, refunded)
+    paid_again = world.service.on_payment_changed(None, second)
+
+    # Then nothing more is written, and both repeat the transfer's event with its first id
+    assert again.enrolment == "ALREADY_TRANSFERRED"
+    assert paid_again.enrolment == "ALREADY_GRANTED"
+    assert world.enrollments.transactions == transactions + 2
+    assert world.enrolment().payment_id == SECOND
+    assert world.enrollments.count(COURSE_ID) == 1
+    moved = world.bus.of_type(DetailType.ENROLLMENT_TRANSFERRED)
+    assert len(moved) == 3
+    assert moved[0] == moved[1] == moved[2]
+    assert DetailType.ENROLLMENT_CREATED not in world.bus.detail_types[-2:]
+
+
+def test_the_new_holder_refunded_in_turn_revokes_the_course() -> None:
+    # Given an enrolment moved to a second payment after the first was refunded
+    world, first, second = held_twice()
+    world.service.on_payment_changed(first, refund(world, first))
+
+    # When the second payment is refunded too
+    outcome = world.service.on_payment_changed(second, refund(world, second))
+
+    # Then no entitling payment is left: the enrolment is revoked and uncounted
+    assert outcome.enrolment == "REVOKED"
+    assert world.enrolment().status is EnrollmentStatus.REVOKED
+    assert world.enrollments.count(COURSE_ID) == 0
+    (revoked,) = world.bus.of_type(DetailType.ENROLLMENT_REVOKED)
+    assert revoked["payment_id"] == SECOND
+
+
+@pytest.mark.parametrize("second_status", [S.PENDING, S.FAILED, S.REFUNDED, S.UNDER_REVIEW])
+def test_other_payments_that_do_not_entitle_do_not_keep_the_course(
+    second_status: PaymentStatus,
+) -> None:
+    # Given an enrolled student whose other payment for the course does not entitle
+    world, first, _ = held_twice(second_status)
+
+    # When the enrolled payment is refunded
+    outcome = world.service.on_payment_changed(first, refund(world, first))
+
+    # Then the enrolment is revoked
+    assert outcome.enrolment == "REVOKED"
+    assert world.enrollments.count(COURSE_ID) == 0
+
+
+def test_another_students_or_another_courses_payment_does_not_keep_the_course() -> None:
+    # Given an enrolled payment, and PAID payments of another student and of another course
+    first = a_payment_in(S.PAID, payment_id=FIRST)
+    world = a_world(
+        first,
+        a_payment_in(S.PAID, payment_id="pay_other_student", student_id="someone-else"),
+        a_payment_in(S.PAID, payment_id="pay_other_course", course_id="course-other"),
+    )
+    world.service.on_payment_changed(None, first)
+
+    # When the enrolled payment is refunded
+    outcome = world.service.on_payment_changed(first, refund(world, first))
+
+    # Then nothing entitles this student to this course any more
+    assert outcome.enrolment == "REVOKED"
+
+
+def test_a_successor_that_stopped_entitling_meanwhile_is_passed_over() -> None:
+    # Given an enrolled payment, and a second one the index still shows PAID but which is
+    # stored REFUNDED by the time the move runs
+    world, first, second = held_twice()
+    refund(world, second)
+    found = iter([second, None])
+    world.enrollments.other_entitling_payment = (  # type: ignore[method-assign]
+        lambda student_id, course_id, excluding: next(found)
+    )
+
+    # When the first payment is refunded
+    outcome = world.service.on_payment_changed(first, refund(world, first))
+
+    # Then the move is refused, nothing else entitles, and the enrolment is revoked
+    assert outcome.enrolment == "REVOKED"
+    assert world.enrollments.count(COURSE_ID) == 0
+
+
+def test_a_grant_takes_over_an_enrolment_held_by_a_payment_that_no_longer_entitles() -> None:
+    # Given a student enrolled by a first payment that has since been refunded, its own
+    # record not yet handled, and a second payment now PAID
+    first = a_payment_in(S.PAID, payment_id=FIRST, paymob_order_id="1")
+    second = a_payment_in(S.PAID, payment_id=SECOND, paymob_order_id="2")
+    world = a_world(first, second)
+    world.service.on_payment_changed(None, first)
+    refunded = refund(world, first)
+    world.bus.published.clear()
+
+    # When the second payment's PAID record is handled first
+    outcome = world.service.on_payment_changed(None, second)
+
+    # Then it takes the enrolment over instead of being flagged a duplicate
+    assert outcome.enrolment == "TRANSFERRED"
+    stored = world.payments.get(SECOND)
+    assert stored is not None
+    assert PaymentFlag.DUPLICATE_PAYMENT not in stored.flags
+    assert world.enrolment().payment_id == SECOND
+    assert world.enrollments.count(COURSE_ID) == 1
+    assert world.bus.detail_types == [
+        DetailType.PAYMENT_SUCCEEDED,
+        DetailType.ENROLLMENT_TRANSFERRED,
+    ]
+
+    # And the first payment's refund record, arriving later, repeats the same move
+    late = world.service.on_payment_changed(first, refunded)
+    assert late.enrolment == "ALREADY_TRANSFERRED"
+    moved = world.bus.of_type(DetailType.ENROLLMENT_TRANSFERRED)
+    assert len(moved) == 2 and moved[0] == moved[1]
+    assert world.enrollments.count(COURSE_ID) == 1
+
+
 # --- what is not acted on ------------------------------------------------------------------
 
 
@@ -491,6 +721,21 @@ def test_reconcile_revokes_a_refunded_payment_still_enrolled() -> None:
 
     # Then it is revoked once
     assert (first.enrolment, second.enrolment) == ("REVOKED", "ALREADY_REVOKED")
+    assert world.enrollments.count(COURSE_ID) == 0
+
+
+def test_reconcile_revokes_a_payment_overridden_out_of_paid_that_was_enrolled() -> None:
+    # Given an enrolled payment an admin moved to FAILED, whose record was lost: as storage
+    # reads it back, it carries its enrolment mark
+    world, before, paid = paid_world()
+    world.service.on_payment_changed(before, paid)
+    world.store(a_payment_in(S.FAILED, version=paid.version + 1, enrolled_at=NOW))
+
+    # When it is reconciled
+    outcome = world.service.reconcile(paid.payment_id)
+
+    # Then its enrolment is revoked
+    assert outcome.enrolment == "REVOKED"
     assert world.enrollments.count(COURSE_ID) == 0
 
 
@@ -595,3 +840,4 @@ def test_the_service_knows_every_answer_storage_can_give() -> None:
     # Storage's enums live beside boto3, which the service may not import: same values.
     assert {str(r) for r in GrantResult} == {str(o) for o in GrantOutcome}
     assert {str(r) for r in RevokeResult} == {str(o) for o in RevokeOutcome}
+    assert {str(r) for r in TransferResult} == {str(o) for o in TransferOutcome}

@@ -4,17 +4,26 @@ Every payment change reaches here from the Payments table's stream (the one plac
 pass, whichever path made them), as the payment before and after the change:
 
 - entering PAID or PARTIALLY_REFUNDED from a status that did not entitle (INSERTs, late
-  successes and admin overrides included) grants the enrolment; entering REFUNDED or VOIDED
-  revokes it. Storage does each in one transaction conditioned on the *stored* payment, so a
-  replayed or out-of-date record cannot grant or revoke twice, nor grant a payment refunded
-  since (GrantOutcome.NOT_ENTITLED, RevokeOutcome.STILL_ENTITLED);
-- a student who already holds the course by another payment is not enrolled twice: the
-  payment is flagged DUPLICATE_PAYMENT through the state machine, for an admin to refund;
+  successes and admin overrides included) grants the enrolment; leaving those two for any
+  status that does not entitle (a full refund, a void, an admin override to FAILED,
+  UNDER_REVIEW, PENDING, EXPIRED...) revokes it. Storage does each in one transaction
+  conditioned on the *stored* payment, so a replayed or out-of-date record cannot grant or
+  revoke twice, nor grant a payment refunded since (GrantOutcome.NOT_ENTITLED,
+  RevokeOutcome.STILL_ENTITLED);
+- the student keeps a course while any payment of theirs for it entitles: revoking the
+  payment that holds the enrolment moves it to another PAID or PARTIALLY_REFUNDED payment
+  of the student and course, if there is one (one transaction, the count unchanged,
+  EnrollmentTransferred), instead of revoking it; and a grant that finds the enrolment held
+  by a payment that no longer entitles takes it over the same way;
+- a student who already holds the course by another entitling payment is not enrolled
+  twice: the payment is flagged DUPLICATE_PAYMENT through the state machine, for an admin;
+- a course deactivated after checkout still takes the paid enrolment (the student paid while
+  it was offered); it is logged and counted (EnrollmentIntoInactiveCourse);
 - events go on the bus only after the transaction committed. A publish that fails raises, the
   record is delivered again, the grant answers ALREADY_GRANTED and the events are published
   again: delivery is at least once, and a repeat carries the same `detail.event_id`.
 
-Failures (course missing or closed, payment gone, throttling, bus down) raise, so the record
+Failures (course missing, payment gone, throttling, bus down) raise, so the record
 is retried by the stream mapping, then sent to the retry queue as a DDBStreamBatchInfo
 invocation record, then (after the queue's receive limit) to its dead-letter queue. Nothing
 is dropped silently.
@@ -44,7 +53,6 @@ from coursepay.observability import count, logger
 from coursepay.services.clock import utc_now
 from coursepay.services.ports import PaymentStore
 from coursepay.storage.errors import (
-    CourseInactive,
     CourseNotFound,
     DuplicateEvent,
     PaymentNotFound,
@@ -68,12 +76,14 @@ class DetailType(StrEnum):
     PAYMENT_FLAGGED = "PaymentFlagged"
     ENROLLMENT_CREATED = "EnrollmentCreated"
     ENROLLMENT_REVOKED = "EnrollmentRevoked"
+    ENROLLMENT_TRANSFERRED = "EnrollmentTransferred"
 
 
 class GrantOutcome(StrEnum):
     """What storage's grant transaction answered (the same values as storage's GrantResult)."""
 
     GRANTED = "GRANTED"
+    GRANTED_INACTIVE_COURSE = "GRANTED_INACTIVE_COURSE"
     ALREADY_GRANTED = "ALREADY_GRANTED"
     DUPLICATE_PAYMENT = "DUPLICATE_PAYMENT"
     NOT_ENTITLED = "NOT_ENTITLED"
@@ -88,6 +98,16 @@ class RevokeOutcome(StrEnum):
     STILL_ENTITLED = "STILL_ENTITLED"
 
 
+class TransferOutcome(StrEnum):
+    """What storage's transfer transaction answered (the same values as its TransferResult)."""
+
+    TRANSFERRED = "TRANSFERRED"
+    ALREADY_TRANSFERRED = "ALREADY_TRANSFERRED"
+    NOT_HELD = "NOT_HELD"
+    STILL_ENTITLED = "STILL_ENTITLED"
+    NOT_ENTITLED = "NOT_ENTITLED"
+
+
 # --- ports ------------------------------------------------------------------------------
 
 
@@ -99,14 +119,35 @@ class DomainEvent:
     detail: dict[str, Any]
 
 
+class Handover(Protocol):
+    """How an enrolment came to the payment it names, when it was moved from another."""
+
+    @property
+    def from_payment_id(self) -> str: ...
+
+    @property
+    def to_payment_id(self) -> str: ...
+
+    @property
+    def at(self) -> str: ...
+
+
 class EnrollmentStore(Protocol):
     def get(
         self, student_id: str, course_id: str, consistent: bool = True
     ) -> Enrollment | None: ...
 
+    def handover(self, student_id: str, course_id: str) -> Handover | None: ...
+
+    def other_entitling_payment(
+        self, student_id: str, course_id: str, excluding: str
+    ) -> Payment | None: ...
+
     def grant(self, payment: Payment, now: str) -> str: ...
 
     def revoke(self, payment: Payment, now: str) -> str: ...
+
+    def transfer(self, old: Payment, new: Payment, now: str) -> str: ...
 
 
 class EnrollmentReader(Protocol):
@@ -171,7 +212,9 @@ def enrolment_retry_message(payment_id: str) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class EnrollmentOutcome:
     payment_id: str | None
-    enrolment: str | None = None  # a GrantOutcome or RevokeOutcome; None if neither was due
+    # A GrantOutcome, RevokeOutcome or TransferOutcome (GRANTED also for a course deactivated
+    # since checkout); None if no enrolment change was due.
+    enrolment: str | None = None
     published: tuple[str, ...] = ()  # detail types, in publishing order
     ignored: bool = False  # nothing in the change concerns enrolment or the bus
 
@@ -191,9 +234,14 @@ class _Change:
         )
 
     @property
-    def entered_revoking(self) -> bool:
-        return self.after.status in REVOKING_STATUSES and (
-            self.before is None or self.before.status not in REVOKING_STATUSES
+    def left_entitling(self) -> bool:
+        # Whatever the new status (REFUNDED, VOIDED, or an override to FAILED, UNDER_REVIEW,
+        # PENDING, EXPIRED...): a payment holds an enrolment only while it entitles. An INSERT
+        # leaves nothing: a payment holds an enrolment only after a grant wrote it.
+        return (
+            self.before is not None
+            and self.before.status in ENTITLING_STATUSES
+            and self.after.status not in ENTITLING_STATUSES
         )
 
     @property
@@ -206,7 +254,7 @@ class _Change:
     def relevant(self) -> bool:
         return (
             self.entered_entitling
-            or self.entered_revoking
+            or self.left_entitling
             or self.entered_failed
             or bool(self.flags_added)
         )
@@ -251,7 +299,7 @@ class EnrollmentService:
             grant, enrolment_events = self._grant(after)
             enrolment = str(grant)
             events.extend(enrolment_events)
-        elif change.entered_revoking:
+        elif change.left_entitling:
             revoke, enrolment_events = self._revoke(after)
             enrolment = str(revoke)
             events.extend(enrolment_events)
@@ -262,7 +310,10 @@ class EnrollmentService:
         """Bring a payment's enrolment in line with its stored status (both ways idempotent).
 
         For the retry queue's "enrolment" messages and an admin's reprocess: it reads the
-        payment as it is now, so it cannot act on an out-of-date picture of it.
+        payment as it is now, so it cannot act on an out-of-date picture of it. An entitling
+        payment is granted; one that does not entitle is revoked (or its enrolment moved to
+        another entitling payment) if it is REFUNDED or VOIDED or was ever enrolled (its
+        `enrolled_at` mark); any other is left alone.
         """
         payment = self._payments.get(payment_id, consistent=True)
         if payment is None:
@@ -274,7 +325,7 @@ class EnrollmentService:
         if payment.status in ENTITLING_STATUSES:
             grant, events = self._grant(payment)
             enrolment = str(grant)
-        elif payment.status in REVOKING_STATUSES:
+        elif payment.status in REVOKING_STATUSES or payment.enrolled_at is not None:
             revoke, events = self._revoke(payment)
             enrolment = str(revoke)
         self._publish(payment_id, events)
@@ -340,38 +391,104 @@ class EnrollmentService:
 
     # --- steps ----------------------------------------------------------------------------
 
-    def _grant(self, payment: Payment) -> tuple[GrantOutcome, list[DomainEvent]]:
-        now = self._clock()
-        try:
-            result = GrantOutcome(self._enrollments.grant(payment, now))
-        except (CourseNotFound, CourseInactive, PaymentNotFound) as exc:
-            _blocked(payment, exc)
-            raise
-        if result is GrantOutcome.GRANTED:
-            count("EnrollmentGranted")
+    def _grant(self, payment: Payment) -> tuple[str, list[DomainEvent]]:
+        for _ in range(self._stale_attempts):
+            now = self._clock()
+            try:
+                result = GrantOutcome(self._enrollments.grant(payment, now))
+            except (CourseNotFound, PaymentNotFound) as exc:
+                _blocked(payment, exc)
+                raise
+            if result in (GrantOutcome.GRANTED, GrantOutcome.GRANTED_INACTIVE_COURSE):
+                count("EnrollmentGranted")
+                logger.info(
+                    "enrolment granted", payment_id=payment.payment_id, course_id=payment.course_id
+                )
+                if result is GrantOutcome.GRANTED_INACTIVE_COURSE:
+                    # The student paid while the course was offered: enrolled all the same.
+                    logger.warning(
+                        "enrolment into an inactive course",
+                        payment_id=payment.payment_id,
+                        course_id=payment.course_id,
+                    )
+                    count("EnrollmentIntoInactiveCourse")
+                return GrantOutcome.GRANTED, [enrollment_created(payment, now)]
+            if result is GrantOutcome.ALREADY_GRANTED:
+                # A replay, or a retry after the bus failed: publish again, from what is stored.
+                count("EnrollmentReplayed")
+                return result, self._granted_events(payment)
+            if result is GrantOutcome.DUPLICATE_PAYMENT:
+                taken = self._take_over(payment)
+                if taken is None:
+                    continue  # the enrolment changed meanwhile: grant again, from the start
+                return taken
             logger.info(
-                "enrolment granted", payment_id=payment.payment_id, course_id=payment.course_id
+                "enrolment not granted: payment no longer entitles", payment_id=payment.payment_id
             )
-            return result, [enrollment_created(payment, now)]
-        if result is GrantOutcome.ALREADY_GRANTED:
-            # A replay, or a retry after the bus failed: publish again, from the stored enrolment.
-            count("EnrollmentReplayed")
-            held = self._enrollments.get(payment.student_id, payment.course_id)
-            if held is None or held.payment_id != payment.payment_id:
-                return result, []
-            if held.status is not EnrollmentStatus.ACTIVE:
-                return result, []
-            return result, [enrollment_created(payment, held.enrolled_at)]
-        if result is GrantOutcome.DUPLICATE_PAYMENT:
-            self._flag_duplicate(payment)
+            count("EnrollmentSkippedStale")
             return result, []
-        logger.info(
-            "enrolment not granted: payment no longer entitles", payment_id=payment.payment_id
-        )
-        count("EnrollmentSkippedStale")
-        return result, []
+        raise TransientStorageError("the enrolment kept changing while granting")
 
-    def _revoke(self, payment: Payment) -> tuple[RevokeOutcome, list[DomainEvent]]:
+    def _take_over(self, payment: Payment) -> tuple[str, list[DomainEvent]] | None:
+        """The enrolment is held by another payment: flag a duplicate, or take it over.
+
+        The holder keeps it while its stored status entitles (this payment is then a
+        DUPLICATE_PAYMENT). A holder that no longer entitles (refunded, voided or overridden,
+        its own revocation not yet run or failed) hands the enrolment to this payment in one
+        transaction. None when the enrolment changed meanwhile: the caller grants again.
+        """
+        held = self._enrollments.get(payment.student_id, payment.course_id)
+        if held is None or held.status is not EnrollmentStatus.ACTIVE:
+            return None
+        if held.payment_id == payment.payment_id:
+            return None
+        holder = self._payments.get(held.payment_id, consistent=True)
+        if holder is None or holder.entitles:
+            # A holder whose row is gone is left for an admin too, like any duplicate.
+            self._flag_duplicate(payment, held.payment_id)
+            return GrantOutcome.DUPLICATE_PAYMENT, []
+        result, events = self._transfer(holder, payment, held)
+        if result in (TransferOutcome.TRANSFERRED, TransferOutcome.ALREADY_TRANSFERRED):
+            return result, events
+        if (
+            result is TransferOutcome.NOT_HELD
+            and self._enrollments.get(payment.student_id, payment.course_id) == held
+        ):
+            # The enrolment still names the holder, whose marks do not let it move (it was
+            # written by hand, say): leave it to an admin, like any duplicate.
+            result = TransferOutcome.STILL_ENTITLED
+        if result is TransferOutcome.STILL_ENTITLED:
+            self._flag_duplicate(payment, held.payment_id)
+            return GrantOutcome.DUPLICATE_PAYMENT, []
+        return None  # NOT_HELD, NOT_ENTITLED: the grant's own answer says what happened
+
+    def _granted_events(self, payment: Payment) -> list[DomainEvent]:
+        """The enrolment event of a payment that holds its enrolment, as first published."""
+        held = self._enrollments.get(payment.student_id, payment.course_id)
+        if held is None or held.payment_id != payment.payment_id:
+            return []
+        if held.status is not EnrollmentStatus.ACTIVE:
+            return []
+        handover = self._enrollments.handover(payment.student_id, payment.course_id)
+        if handover is not None and handover.to_payment_id == payment.payment_id:
+            # It came to this payment from another: that move is what was announced.
+            return [
+                enrollment_transferred(
+                    payment, handover.from_payment_id, held.enrolled_at, handover.at
+                )
+            ]
+        return [enrollment_created(payment, held.enrolled_at)]
+
+    def _revoke(self, payment: Payment) -> tuple[str, list[DomainEvent]]:
+        held = self._enrollments.get(payment.student_id, payment.course_id)
+        if (
+            held is not None
+            and held.payment_id == payment.payment_id
+            and held.status is EnrollmentStatus.ACTIVE
+        ):
+            moved = self._hand_on(payment, held)
+            if moved is not None:
+                return moved
         now = self._clock()
         try:
             result = RevokeOutcome(self._enrollments.revoke(payment, now))
@@ -386,24 +503,88 @@ class EnrollmentService:
             return result, [enrollment_revoked(payment, now)]
         if result is RevokeOutcome.ALREADY_REVOKED:
             count("EnrollmentReplayed")
-            held = self._enrollments.get(payment.student_id, payment.course_id)
-            if (
-                held is None
-                or held.payment_id != payment.payment_id
-                or held.status is not EnrollmentStatus.REVOKED
-                or held.revoked_at is None
-            ):
-                return result, []
-            return result, [enrollment_revoked(payment, held.revoked_at)]
+            return self._released_events(payment)
         # NOT_GRANTED: this payment never enrolled anyone (a refunded duplicate keeps the
         # student's course); STILL_ENTITLED: the record is older than the stored payment.
         logger.info("enrolment not revoked", payment_id=payment.payment_id, result=str(result))
         return result, []
 
-    def _flag_duplicate(self, payment: Payment) -> None:
+    def _hand_on(self, payment: Payment, held: Enrollment) -> tuple[str, list[DomainEvent]] | None:
+        """Move the enrolment `payment` holds to another entitling payment, if there is one.
+
+        None when there is none (or the enrolment is no longer this payment's): revoke.
+        """
+        for _ in range(self._stale_attempts):
+            successor = self._enrollments.other_entitling_payment(
+                payment.student_id, payment.course_id, excluding=payment.payment_id
+            )
+            if successor is None:
+                return None
+            result, events = self._transfer(payment, successor, held)
+            if result in (TransferOutcome.TRANSFERRED, TransferOutcome.ALREADY_TRANSFERRED):
+                return result, events
+            if result is TransferOutcome.STILL_ENTITLED:
+                logger.info(
+                    "enrolment not revoked", payment_id=payment.payment_id, result=str(result)
+                )
+                return RevokeOutcome.STILL_ENTITLED, []
+            if result is TransferOutcome.NOT_HELD:
+                return None  # the revocation's own answer says what happened
+            # NOT_ENTITLED: that payment stopped entitling since it was found: look again.
+        raise TransientStorageError(
+            "the student's payments kept changing while moving an enrolment"
+        )
+
+    def _transfer(
+        self, old: Payment, new: Payment, held: Enrollment
+    ) -> tuple[TransferOutcome, list[DomainEvent]]:
+        now = self._clock()
+        try:
+            result = TransferOutcome(self._enrollments.transfer(old, new, now))
+        except PaymentNotFound as exc:
+            _blocked(old, exc)
+            raise
+        if result is TransferOutcome.TRANSFERRED:
+            count("EnrollmentTransferred")
+            logger.info(
+                "enrolment transferred",
+                payment_id=new.payment_id,
+                previous_payment_id=old.payment_id,
+                previous_status=str(old.status),
+                course_id=new.course_id,
+            )
+            return result, [enrollment_transferred(new, old.payment_id, held.enrolled_at, now)]
+        if result is TransferOutcome.ALREADY_TRANSFERRED:
+            count("EnrollmentReplayed")
+            handover = self._enrollments.handover(new.student_id, new.course_id)
+            if handover is None or handover.to_payment_id != new.payment_id:
+                return result, []
+            return result, [
+                enrollment_transferred(new, old.payment_id, held.enrolled_at, handover.at)
+            ]
+        return result, []
+
+    def _released_events(self, payment: Payment) -> tuple[str, list[DomainEvent]]:
+        """A payment's enrolment ended before: announce again how (revoked, or moved on)."""
+        held = self._enrollments.get(payment.student_id, payment.course_id)
+        if held is None:
+            return RevokeOutcome.ALREADY_REVOKED, []
+        if held.payment_id == payment.payment_id:
+            if held.status is not EnrollmentStatus.REVOKED or held.revoked_at is None:
+                return RevokeOutcome.ALREADY_REVOKED, []
+            return RevokeOutcome.ALREADY_REVOKED, [enrollment_revoked(payment, held.revoked_at)]
+        handover = self._enrollments.handover(payment.student_id, payment.course_id)
+        if handover is None or handover.from_payment_id != payment.payment_id:
+            return RevokeOutcome.ALREADY_REVOKED, []
+        successor = self._payments.get(handover.to_payment_id, consistent=True)
+        if successor is None:
+            return TransferOutcome.ALREADY_TRANSFERRED, []
+        return TransferOutcome.ALREADY_TRANSFERRED, [
+            enrollment_transferred(successor, payment.payment_id, held.enrolled_at, handover.at)
+        ]
+
+    def _flag_duplicate(self, payment: Payment, enrolled_by: str) -> None:
         """Flag DUPLICATE_PAYMENT through the state machine, with an audit entry; alert once."""
-        holder = self._enrollments.get(payment.student_id, payment.course_id)
-        enrolled_by = holder.payment_id if holder is not None else None
         fact = TransactionFact(
             source=FactSource.ENROLMENT,
             kind=FactKind.DUPLICATE_PAYMENT,
@@ -522,6 +703,20 @@ def payment_flagged(payment: Payment, flags_added: frozenset[PaymentFlag]) -> Do
 def enrollment_created(payment: Payment, enrolled_at: str) -> DomainEvent:
     return _enrollment_event(
         DetailType.ENROLLMENT_CREATED, payment, enrolled_at, enrolled_at=enrolled_at
+    )
+
+
+def enrollment_transferred(
+    payment: Payment, previous_payment_id: str, enrolled_at: str, transferred_at: str
+) -> DomainEvent:
+    """The enrolment moved to `payment` from one that no longer entitles; access unchanged."""
+    return _enrollment_event(
+        DetailType.ENROLLMENT_TRANSFERRED,
+        payment,
+        transferred_at,
+        transferred_at=transferred_at,
+        previous_payment_id=previous_payment_id,
+        enrolled_at=enrolled_at,
     )
 
 

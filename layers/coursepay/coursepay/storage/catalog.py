@@ -1,7 +1,8 @@
-"""Courses and enrolments in DynamoDB; granting and revoking are single transactions."""
+"""Courses and enrolments in DynamoDB; each grant, revocation and transfer is one transaction."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -14,7 +15,8 @@ from coursepay.storage._requests import (
     request,
 )
 from coursepay.storage.clients import dynamodb_client
-from coursepay.storage.errors import CourseInactive, CourseNotFound, PaymentNotFound
+from coursepay.storage.errors import CourseNotFound, PaymentNotFound
+from coursepay.storage.payments import BY_STUDENT
 from coursepay.storage.serialization import (
     ENROLLMENT_REVOKED_AT,
     attribute_value,
@@ -22,6 +24,7 @@ from coursepay.storage.serialization import (
     enrollment_from_item,
     enrollment_to_item,
     from_item,
+    payment_from_item,
 )
 
 BY_COURSE = "by-course"
@@ -91,6 +94,9 @@ class CourseRepository:
 
 class GrantResult(StrEnum):
     GRANTED = "GRANTED"
+    # Granted although the course was deactivated after checkout: the student paid while it
+    # was offered. Only a missing course refuses an enrolment.
+    GRANTED_INACTIVE_COURSE = "GRANTED_INACTIVE_COURSE"
     ALREADY_GRANTED = "ALREADY_GRANTED"  # this payment's enrolment exists: a replay
     DUPLICATE_PAYMENT = "DUPLICATE_PAYMENT"  # the student already holds the course by another
     NOT_ENTITLED = "NOT_ENTITLED"  # the stored payment is no longer PAID/PARTIALLY_REFUNDED
@@ -98,9 +104,26 @@ class GrantResult(StrEnum):
 
 class RevokeResult(StrEnum):
     REVOKED = "REVOKED"
-    ALREADY_REVOKED = "ALREADY_REVOKED"  # a replay
+    ALREADY_REVOKED = "ALREADY_REVOKED"  # a replay (or the enrolment moved on to another payment)
     NOT_GRANTED = "NOT_GRANTED"  # this payment never enrolled the student (or another did)
     STILL_ENTITLED = "STILL_ENTITLED"  # the stored payment is PAID/PARTIALLY_REFUNDED again
+
+
+class TransferResult(StrEnum):
+    TRANSFERRED = "TRANSFERRED"
+    ALREADY_TRANSFERRED = "ALREADY_TRANSFERRED"  # a replay: it moved from `old` to `new` already
+    NOT_HELD = "NOT_HELD"  # the enrolment is not (or no longer) old's and active
+    STILL_ENTITLED = "STILL_ENTITLED"  # old's stored status entitles again: it keeps it
+    NOT_ENTITLED = "NOT_ENTITLED"  # new's stored status does not entitle (or it is gone)
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """The last move of an enrolment from one payment to another, as kept on the enrolment."""
+
+    from_payment_id: str
+    to_payment_id: str
+    at: str
 
 
 class EnrollmentRepository:
@@ -108,7 +131,9 @@ class EnrollmentRepository:
 
     A payment is granted when its item has `enrolled_at` and no `enrollment_revoked_at`;
     both are set only here, each by the transaction that changes the enrolment, so every
-    grant and every revocation happens exactly once however often it is replayed.
+    grant, revocation and transfer happens exactly once however often it is replayed. At
+    most one payment of a student and course is granted at a time: the one the enrolment
+    names.
     """
 
     def __init__(
@@ -124,14 +149,17 @@ class EnrollmentRepository:
         self._client = client if client is not None else dynamodb_client()
 
     def get(self, student_id: str, course_id: str, consistent: bool = True) -> Enrollment | None:
-        response = request(
-            self._client.get_item,
-            TableName=self._enrollments,
-            Key=_enrollment_key(student_id, course_id),
-            ConsistentRead=consistent,
-        )
-        item = response.get("Item")
+        item = self._enrollment_item(student_id, course_id, consistent)
         return enrollment_from_item(item) if item else None
+
+    def handover(self, student_id: str, course_id: str) -> Handover | None:
+        """How the enrolment came to its payment, if it was transferred to it (read consistently).
+
+        Kept on the enrolment by `transfer` and dropped when a grant replaces the enrolment,
+        so a replay can publish the transfer again with its first time.
+        """
+        item = self._enrollment_item(student_id, course_id, consistent=True)
+        return _handover(item) if item else None
 
     def list_for_student(self, student_id: str) -> list[Enrollment]:
         """A student's enrolments, active and revoked, most recent first."""
@@ -149,63 +177,68 @@ class EnrollmentRepository:
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return sorted(enrollments, key=lambda e: (e.enrolled_at, e.course_id), reverse=True)
 
+    def other_entitling_payment(
+        self, student_id: str, course_id: str, excluding: str
+    ) -> Payment | None:
+        """The student's oldest other PAID or PARTIALLY_REFUNDED payment of the course, if any.
+
+        Found through the `by-student` index (filtered by course and status; the index is
+        eventually consistent), then read again by key, consistently: only a payment whose
+        stored status entitles is answered. The transfer re-checks that status anyway.
+        """
+        params: dict[str, Any] = {
+            "TableName": self._payments,
+            "IndexName": BY_STUDENT,
+            "KeyConditionExpression": "student_id = :student",
+            "FilterExpression": "course_id = :course AND payment_id <> :excluded"
+            " AND #status IN (" + ", ".join(_ENTITLING) + ")",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":student": {"S": student_id},
+                ":course": {"S": course_id},
+                ":excluded": {"S": excluding},
+                **_ENTITLING,
+            },
+            "ScanIndexForward": True,  # oldest first
+        }
+        while True:
+            response = request(self._client.query, **params)
+            for item in response.get("Items", []):
+                stored = request(
+                    self._client.get_item,
+                    TableName=self._payments,
+                    Key={"payment_id": item["payment_id"]},
+                    ConsistentRead=True,
+                ).get("Item")
+                if stored is None:
+                    continue
+                payment = payment_from_item(stored)
+                if (
+                    payment.entitles
+                    and payment.student_id == student_id
+                    and payment.course_id == course_id
+                ):
+                    return payment
+            if "LastEvaluatedKey" not in response:
+                return None
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def grant(self, payment: Payment, now: str) -> GrantResult:
         """Enrol the payment's student in its course, count them, mark the payment: at once.
 
-        Raises CourseNotFound, CourseInactive, PaymentNotFound or TransientStorageError.
+        A course deactivated after checkout still takes the enrolment (the student paid while
+        it was offered): answered GRANTED_INACTIVE_COURSE, after a second transaction that
+        only requires the course to exist. Raises CourseNotFound, PaymentNotFound or
+        TransientStorageError.
         """
-        enrollment = Enrollment(
-            student_id=payment.student_id,
-            course_id=payment.course_id,
-            payment_id=payment.payment_id,
-            status=EnrollmentStatus.ACTIVE,
-            enrolled_at=now,
-        )
-        enrolment_put = {
-            "TableName": self._enrollments,
-            "Item": enrollment_to_item(enrollment),
-            # A revoked enrolment is replaced: the student bought the course again.
-            "ConditionExpression": "attribute_not_exists(course_id) OR #status = :revoked",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":revoked": {"S": EnrollmentStatus.REVOKED.value}},
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        course_update = {
-            "TableName": self._courses,
-            "Key": {"course_id": {"S": payment.course_id}},
-            "UpdateExpression": "SET enrollment_count = if_not_exists(enrollment_count, :zero)"
-            " + :one",
-            "ConditionExpression": "attribute_exists(course_id) AND active = :yes",
-            "ExpressionAttributeValues": {
-                ":zero": {"N": "0"},
-                ":one": {"N": "1"},
-                ":yes": {"BOOL": True},
-            },
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        payment_update = {
-            "TableName": self._payments,
-            "Key": {"payment_id": {"S": payment.payment_id}},
-            "UpdateExpression": "SET enrolled_at = :now REMOVE #revoked",
-            "ConditionExpression": "attribute_exists(payment_id)"
-            " AND #status IN (" + ", ".join(_ENTITLING) + ")"
-            " AND (attribute_not_exists(enrolled_at) OR attribute_exists(#revoked))",
-            "ExpressionAttributeNames": {"#status": "status", "#revoked": ENROLLMENT_REVOKED_AT},
-            "ExpressionAttributeValues": {":now": {"S": now}, **_ENTITLING},
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        try:
-            request(
-                self._client.transact_write_items,
-                TransactItems=[
-                    {"Put": enrolment_put},
-                    {"Update": course_update},
-                    {"Update": payment_update},
-                ],
-            )
-        except TransactionCanceled as canceled:
-            return self._grant_refused(payment, canceled)
-        return GrantResult.GRANTED
+        result = self._grant(payment, now, require_active=True)
+        if result is None:
+            result = self._grant(payment, now, require_active=False)
+            if result is GrantResult.GRANTED:
+                return GrantResult.GRANTED_INACTIVE_COURSE
+        if result is None:
+            raise AssertionError("a grant that does not require an active course refused one")
+        return result
 
     def revoke(self, payment: Payment, now: str) -> RevokeResult:
         """Revoke the enrolment this payment granted, uncount it, mark the payment: at once.
@@ -234,21 +267,10 @@ class EnrollmentRepository:
             "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}},
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        payment_update = {
-            "TableName": self._payments,
-            "Key": {"payment_id": {"S": payment.payment_id}},
-            "UpdateExpression": "SET #revoked = :now",
-            "ConditionExpression": "attribute_exists(enrolled_at)"
-            " AND attribute_not_exists(#revoked)"
-            " AND NOT (#status IN (" + ", ".join(_ENTITLING) + "))",
-            "ExpressionAttributeNames": {"#status": "status", "#revoked": ENROLLMENT_REVOKED_AT},
-            "ExpressionAttributeValues": {":now": {"S": now}, **_ENTITLING},
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
         items = {
             _ENROLLMENT: {"Update": enrolment_update},
             _COURSE: {"Update": course_update},
-            _PAYMENT: {"Update": payment_update},
+            _PAYMENT: {"Update": self._release(payment, now)},
         }
         result = self._revoke(payment, items)
         if result is None:
@@ -260,9 +282,136 @@ class EnrollmentRepository:
             raise AssertionError("a revocation without the counter was refused by the counter")
         return result
 
+    def transfer(self, old: Payment, new: Payment, now: str) -> TransferResult:
+        """Move the enrolment `old` holds to `new`, another payment of the student and course.
+
+        One transaction: the enrolment names `new` (if it still names `old` and is active;
+        it keeps its `enrolled_at` and records the handover), `new` is marked enrolled (if
+        its stored status entitles and it holds no enrolment), `old` is marked released (if
+        it held the enrolment and its stored status no longer entitles). The course count
+        is unchanged: the student stays enrolled. Raises PaymentNotFound (for `old`) or
+        TransientStorageError.
+        """
+        if (old.student_id, old.course_id) != (new.student_id, new.course_id):
+            raise ValueError("an enrolment moves only between payments of one student and course")
+        if old.payment_id == new.payment_id:
+            raise ValueError("an enrolment cannot move to the payment that holds it")
+        enrolment_update = {
+            "TableName": self._enrollments,
+            "Key": _enrollment_key(old.student_id, old.course_id),
+            "UpdateExpression": "SET payment_id = :new, previous_payment_id = :old,"
+            " transferred_at = :now",
+            "ConditionExpression": "payment_id = :old AND #status = :active",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":active": {"S": EnrollmentStatus.ACTIVE.value},
+                ":new": {"S": new.payment_id},
+                ":old": {"S": old.payment_id},
+                ":now": {"S": now},
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        items = [
+            {"Update": enrolment_update},
+            {"Update": self._release(old, now)},
+            {"Update": self._mark_enrolled(new, now)},
+        ]
+        try:
+            request(self._client.transact_write_items, TransactItems=items)
+        except TransactionCanceled as canceled:
+            return self._transfer_refused(old, new, canceled)
+        return TransferResult.TRANSFERRED
+
+    # --- transaction items ----------------------------------------------------------
+
+    def _grant(self, payment: Payment, now: str, *, require_active: bool) -> GrantResult | None:
+        """Run one grant transaction; None if only the course's `active` refused it."""
+        enrollment = Enrollment(
+            student_id=payment.student_id,
+            course_id=payment.course_id,
+            payment_id=payment.payment_id,
+            status=EnrollmentStatus.ACTIVE,
+            enrolled_at=now,
+        )
+        enrolment_put = {
+            "TableName": self._enrollments,
+            "Item": enrollment_to_item(enrollment),
+            # A revoked enrolment is replaced: the student bought the course again.
+            "ConditionExpression": "attribute_not_exists(course_id) OR #status = :revoked",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":revoked": {"S": EnrollmentStatus.REVOKED.value}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        course_values: dict[str, Any] = {":zero": {"N": "0"}, ":one": {"N": "1"}}
+        course_condition = "attribute_exists(course_id)"
+        if require_active:
+            course_condition += " AND active = :yes"
+            course_values[":yes"] = {"BOOL": True}
+        course_update = {
+            "TableName": self._courses,
+            "Key": {"course_id": {"S": payment.course_id}},
+            "UpdateExpression": "SET enrollment_count = if_not_exists(enrollment_count, :zero)"
+            " + :one",
+            "ConditionExpression": course_condition,
+            "ExpressionAttributeValues": course_values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        try:
+            request(
+                self._client.transact_write_items,
+                TransactItems=[
+                    {"Put": enrolment_put},
+                    {"Update": course_update},
+                    {"Update": self._mark_enrolled(payment, now)},
+                ],
+            )
+        except TransactionCanceled as canceled:
+            return self._grant_refused(payment, canceled)
+        return GrantResult.GRANTED
+
+    def _mark_enrolled(self, payment: Payment, now: str) -> dict[str, Any]:
+        """The payment holds the enrolment from now: if it entitles and holds none already."""
+        return {
+            "TableName": self._payments,
+            "Key": {"payment_id": {"S": payment.payment_id}},
+            "UpdateExpression": "SET enrolled_at = :now REMOVE #revoked",
+            "ConditionExpression": "attribute_exists(payment_id)"
+            " AND #status IN (" + ", ".join(_ENTITLING) + ")"
+            " AND (attribute_not_exists(enrolled_at) OR attribute_exists(#revoked))",
+            "ExpressionAttributeNames": {"#status": "status", "#revoked": ENROLLMENT_REVOKED_AT},
+            "ExpressionAttributeValues": {":now": {"S": now}, **_ENTITLING},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _release(self, payment: Payment, now: str) -> dict[str, Any]:
+        """The payment holds the enrolment no more: if it held it and no longer entitles."""
+        return {
+            "TableName": self._payments,
+            "Key": {"payment_id": {"S": payment.payment_id}},
+            "UpdateExpression": "SET #revoked = :now",
+            "ConditionExpression": "attribute_exists(enrolled_at)"
+            " AND attribute_not_exists(#revoked)"
+            " AND NOT (#status IN (" + ", ".join(_ENTITLING) + "))",
+            "ExpressionAttributeNames": {"#status": "status", "#revoked": ENROLLMENT_REVOKED_AT},
+            "ExpressionAttributeValues": {":now": {"S": now}, **_ENTITLING},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _enrollment_item(
+        self, student_id: str, course_id: str, consistent: bool
+    ) -> dict[str, Any] | None:
+        response = request(
+            self._client.get_item,
+            TableName=self._enrollments,
+            Key=_enrollment_key(student_id, course_id),
+            ConsistentRead=consistent,
+        )
+        item: dict[str, Any] | None = response.get("Item")
+        return item
+
     # --- reading cancellation reasons ----------------------------------------------
 
-    def _grant_refused(self, payment: Payment, canceled: TransactionCanceled) -> GrantResult:
+    def _grant_refused(self, payment: Payment, canceled: TransactionCanceled) -> GrantResult | None:
         stored = canceled.reason(_POSITIONS[_PAYMENT])
         if stored.condition_failed:
             if stored.item is None:
@@ -284,7 +433,39 @@ class EnrollmentRepository:
         if course.condition_failed:
             if course.item is None:
                 raise CourseNotFound(payment.course_id) from None
-            raise CourseInactive(payment.course_id) from None
+            return None  # it exists: only `active` refused
+        raise canceled.as_storage_error() from canceled
+
+    def _transfer_refused(
+        self, old: Payment, new: Payment, canceled: TransactionCanceled
+    ) -> TransferResult:
+        enrolment, released, marked = (canceled.reason(i) for i in range(3))
+
+        def moved_already() -> bool:
+            item = enrolment.item if enrolment.condition_failed else None
+            if item is None:
+                item = self._enrollment_item(old.student_id, old.course_id, consistent=True)
+            handover = _handover(item) if item else None
+            return handover is not None and (handover.from_payment_id, handover.to_payment_id) == (
+                old.payment_id,
+                new.payment_id,
+            )
+
+        if released.condition_failed:
+            if released.item is None:
+                raise PaymentNotFound(old.payment_id) from None
+            marks = from_item(released.item)
+            if marks.get("status") in ENTITLING_STATUSES:
+                return TransferResult.STILL_ENTITLED
+            if ENROLLMENT_REVOKED_AT in marks and moved_already():
+                return TransferResult.ALREADY_TRANSFERRED
+            return TransferResult.NOT_HELD
+        if enrolment.condition_failed:
+            if moved_already():
+                return TransferResult.ALREADY_TRANSFERRED
+            return TransferResult.NOT_HELD
+        if marked.condition_failed:
+            return TransferResult.NOT_ENTITLED
         raise canceled.as_storage_error() from canceled
 
     def _revoke(self, payment: Payment, items: dict[str, dict[str, Any]]) -> RevokeResult | None:
@@ -321,9 +502,21 @@ def _revoke_refused(
     raise canceled.as_storage_error() from canceled
 
 
+def _handover(item: dict[str, Any]) -> Handover | None:
+    plain = from_item(item)
+    previous, at = plain.get(PREVIOUS_PAYMENT_ID), plain.get(TRANSFERRED_AT)
+    if not previous or not at:
+        return None
+    return Handover(str(previous), str(plain["payment_id"]), str(at))
+
+
 # The items of the grant and revoke transactions, in request order.
 _ENROLLMENT, _COURSE, _PAYMENT = "enrollment", "course", "payment"
 _POSITIONS = {_ENROLLMENT: 0, _COURSE: 1, _PAYMENT: 2}
+
+# What `transfer` keeps on the enrolment item beside the Enrollment's own fields.
+PREVIOUS_PAYMENT_ID = "previous_payment_id"
+TRANSFERRED_AT = "transferred_at"
 
 _ENTITLING = {f":entitling{i}": {"S": str(s)} for i, s in enumerate(sorted(ENTITLING_STATUSES))}
 
