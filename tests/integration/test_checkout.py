@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 
 from coursepay.domain.payment import PaymentStatus
 from coursepay.domain.records import EnrollmentStatus, EventKind
-from coursepay.services.checkout import keyed_payment_id
+from coursepay.paymob.client import Intention, PaymobRejected
+from coursepay.services.checkout import (
+    CheckoutFailed,
+    CheckoutRequest,
+    CheckoutService,
+    CheckoutSettings,
+    Student,
+    keyed_payment_id,
+)
+from coursepay.services.inquiry import PaymentInquiry
+from coursepay.storage.catalog import CourseRepository, EnrollmentRepository
+from coursepay.storage.payments import PaymentRepository
 from tests.support.aws import a_course
 from tests.support.builders import a_payment
 from tests.support.events import http_event, json_body, student_claims
@@ -384,6 +396,18 @@ def test_a_replayed_key_of_a_failed_checkout_answers_the_same_failure(function, 
     assert replay["statusCode"] == first["statusCode"] == 502
     assert json_body(replay) == json_body(first)
     assert len(stored_payments(payments)) == 1
+    # The key stays bound to the FAILED payment: the answer says a retry needs a new key
+    assert json_body(replay)["error"]["message"].endswith("try again with a new Idempotency-Key")
+
+
+def test_a_new_key_after_a_failed_checkout_opens_a_new_payment(function, store, payments):
+    store.course()
+    function("CheckoutFunction", PAYMOB_INTEGRATION_IDS="999")(checkout_request(key="k-1"))
+
+    response = function("CheckoutFunction")(checkout_request(key="k-2"))
+
+    assert response["statusCode"] == 201
+    assert sorted(str(p.status) for p in stored_payments(payments)) == ["FAILED", "PENDING"]
 
 
 def test_a_failed_checkout_does_not_block_the_next_one(function, store, payments):
@@ -396,3 +420,71 @@ def test_a_failed_checkout_does_not_block_the_next_one(function, store, payments
     assert response["statusCode"] == 201
     statuses = sorted(str(p.status) for p in stored_payments(payments))
     assert statuses == ["FAILED", "PENDING"]
+
+
+class EchoingRefusal:
+    """A gateway PayMob refuses with a 400 that echoes the billing data it was sent."""
+
+    def create_intention(self, body: dict[str, Any]) -> Intention:
+        billing = body["billing_data"]
+        raise PaymobRejected(
+            400,
+            {
+                "billing_data": {
+                    "email": ["Enter a valid email address."],
+                    "phone_number": [f"{billing['phone_number']!r} is not a valid phone number."],
+                    "first_name": billing["first_name"],
+                },
+                "customer": dict(body["customer"]),
+                "detail": f"rejected {billing['first_name']} {billing['last_name']}",
+            },
+        )
+
+    def checkout_url(self, client_secret: str) -> str:
+        raise AssertionError("no checkout is opened")
+
+
+def test_a_refusal_echoing_billing_data_is_audited_and_logged_without_it(aws, store, caplog):
+    payments = PaymentRepository(aws.payments_table, aws.webhooks_table, client=aws.dynamodb)
+    gateway = EchoingRefusal()
+    service = CheckoutService(
+        payments=payments,
+        courses=CourseRepository(aws.courses_table, client=aws.dynamodb),
+        enrollments=EnrollmentRepository(
+            aws.enrollments_table, aws.courses_table, aws.payments_table, client=aws.dynamodb
+        ),
+        paymob=gateway,
+        inquiry=PaymentInquiry(cast(Any, gateway), cast(Any, None)),
+        settings=CheckoutSettings(integration_ids=(4_097_558,), expiration_seconds=3600),
+    )
+    store.course()
+    student = Student(
+        STUDENT, "Nour", "El-Sherif", "nour.elsherif@mail.example", phone_number="01001234567"
+    )
+
+    with pytest.raises(CheckoutFailed):
+        service.checkout(CheckoutRequest(student, COURSE, PUBLIC_BASE_URL))
+
+    (payment,) = stored_payments(payments)
+    (audit,) = [e for e in payments.events_for(payment.payment_id) if e.kind is EventKind.AUDIT]
+    assert audit.payload == {
+        "error": "PaymobRejected",
+        "status": 400,
+        "details": {
+            "billing_data": {
+                "email": ["Enter a valid email address."],
+                "phone_number": ["'<redacted>' is not a valid phone number."],
+                "first_name": "<redacted>",
+            },
+            "customer": {
+                "first_name": "<redacted>",
+                "last_name": "<redacted>",
+                "email": "<redacted>",
+            },
+            "detail": "rejected <redacted> <redacted>",
+        },
+    }
+    (logged,) = [r for r in caplog.records if r.getMessage() == "checkout failed"]
+    text = str(logged.__dict__).lower()
+    assert "enter a valid email address." in text
+    assert not [v for v in ("nour", "sherif", "mail.example", "1001234567") if v in text]

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from coursepay.domain.payment import PaymentStatus
 from coursepay.domain.records import EventKind
-from tests.support.builders import COURSE_ID, STUDENT_ID
+from coursepay.domain.signature import HmacSecrets
+from coursepay.services.abuse import BadSignatureLimiter
+from coursepay.services.callbacks import CallbackService
+from coursepay.services.inquiry import PaymentInquiry
+from coursepay.services.reconcile import ReconcileService, ReconcileSettings
+from coursepay.storage.payments import PaymentRepository
+from tests.support.builders import AMOUNT_CENTS, COURSE_ID, STUDENT_ID
+from tests.support.callbacks import TEST_HMAC_SECRET, transaction_callback
 from tests.support.events import json_body, lambda_context, scheduled_event
 from tests.support.payments_api import (
     DECLINED_CARD,
@@ -252,3 +260,153 @@ def test_a_run_stops_taking_payments_when_its_time_runs_out(reconcile, aws, open
     report = run(reconcile, 170_000, 30_000)  # plenty for one, then under the margin
 
     assert (report["checked"], report["stopped"]) == (1, "time_budget")
+
+
+# --- a lapsed payment PayMob cannot settle: asked hourly, a bounded number of times ------------
+
+
+class ScriptedInquiry:
+    """PayMob's inquiry answering the same thing every time; counts the questions."""
+
+    def __init__(self, answer: dict[str, Any] | None) -> None:
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def inquire_by_merchant_order(self, merchant_order_id: str) -> dict[str, Any] | None:
+        self.asked.append(merchant_order_id)
+        return self.answer
+
+
+class VirtualTime:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def reconciler(aws, gateway: ScriptedInquiry, clock: VirtualTime, **settings: Any):
+    payments = PaymentRepository(aws.payments_table, aws.webhooks_table, client=aws.dynamodb)
+    callbacks = CallbackService(
+        payments, None, lambda: HmacSecrets(TEST_HMAC_SECRET), BadSignatureLimiter(20, 60)
+    )
+    return ReconcileService(
+        payments, PaymentInquiry(gateway, callbacks), ReconcileSettings(**settings), clock=clock
+    )
+
+
+def every(service, clock: VirtualTime, step: timedelta, until: datetime) -> list[Any]:
+    """Runs the reconciler every `step` (the schedule's rate) until `until`."""
+    reports = []
+    while clock.now < until:
+        reports.append(service.run(lambda: 900_000))
+        clock.now += step
+    return reports
+
+
+CREATED = datetime.now(UTC).replace(minute=0, second=30, microsecond=0) - timedelta(days=3)
+STILL_PENDING = transaction_callback(
+    success=False, pending=True, amount_cents=AMOUNT_CENTS, message="Pending"
+)["obj"]
+
+
+def a_lapsing_payment(store, **overrides: Any):
+    return store.payment(
+        created_at=CREATED.isoformat(),
+        updated_at=CREATED.isoformat(),
+        expires_at=(CREATED + timedelta(hours=1)).isoformat(),
+        **overrides,
+    )
+
+
+def reconciler_audits(payments, payment_id: str):
+    return [a for a in audits(payments, payment_id) if a.actor == "reconciler"]
+
+
+def test_a_lapsed_payment_paymob_keeps_calling_pending_is_asked_hourly_then_left(
+    aws, store, payments
+):
+    # Given a lapsed payment whose transaction PayMob keeps reporting as pending
+    payment = a_lapsing_payment(store)
+    gateway = ScriptedInquiry(STILL_PENDING)
+    clock = VirtualTime(CREATED + timedelta(hours=1, minutes=10))
+    service = reconciler(aws, gateway, clock, lapsed_max_checks=6)
+
+    # When the reconciler runs every ten minutes for a day
+    reports = every(service, clock, timedelta(minutes=10), clock.now + timedelta(days=1))
+
+    # Then PayMob was asked six times, an hour apart, and the payment is left PENDING
+    assert len(gateway.asked) == 6
+    assert payments.get(payment.payment_id).status is PaymentStatus.PENDING
+    assert sum(r.final_checks for r in reports) == 1
+    assert reports[-1].given_up == 1 and reports[-1].checked == 0
+    # And each check is audited once, the last saying that the reconciler stops asking
+    entries = reconciler_audits(payments, payment.payment_id)
+    assert len(entries) == 6
+    assert entries[-1].payload["last_check"] is True
+    assert "an admin settles it" in (entries[-1].reason or "")
+
+
+def test_a_lapsed_unlinked_payment_with_a_transaction_at_paymob_is_never_expired(
+    aws, store, payments
+):
+    # Given a lapsed payment that never stored PayMob's order, while PayMob holds a
+    # transaction for its merchant order id (the payment id)
+    payment = a_lapsing_payment(store, paymob_order_id=None, paymob_intention_id=None)
+    gateway = ScriptedInquiry(transaction_callback(amount_cents=AMOUNT_CENTS)["obj"])
+    clock = VirtualTime(CREATED + timedelta(hours=1, minutes=10))
+    service = reconciler(aws, gateway, clock, lapsed_max_checks=4)
+
+    reports = every(service, clock, timedelta(minutes=10), clock.now + timedelta(hours=8))
+
+    # Then it is asked by its payment id a bounded number of times, and never expired:
+    # the transaction may have paid it, and an admin links it
+    assert gateway.asked == [payment.payment_id] * 4
+    assert sum(r.unlinked for r in reports) == 4
+    stored = payments.get(payment.payment_id)
+    assert (stored.status, stored.paymob_order_id) == (PaymentStatus.PENDING, None)
+    assert len(reconciler_audits(payments, payment.payment_id)) == 4
+
+
+def test_a_lapsed_unlinked_payment_paymob_knows_nothing_about_expires(aws, store, payments):
+    payment = a_lapsing_payment(store, paymob_order_id=None, paymob_intention_id=None)
+    gateway = ScriptedInquiry(None)  # PayMob: no transaction for this merchant order id
+    clock = VirtualTime(CREATED + timedelta(hours=1, minutes=10))
+
+    report = reconciler(aws, gateway, clock).run(lambda: 900_000)
+
+    assert (gateway.asked, report.expired) == ([payment.payment_id], 1)
+    assert payments.get(payment.payment_id).status is PaymentStatus.EXPIRED
+
+
+def test_checks_that_change_nothing_are_audited_once_an_hour(aws, store, payments):
+    # Given a payment nobody has paid yet, and runs every five minutes for half an hour
+    payment = a_lapsing_payment(store)
+    gateway = ScriptedInquiry(None)
+    clock = VirtualTime(CREATED)
+    service = reconciler(aws, gateway, clock)
+
+    every(service, clock, timedelta(minutes=5), CREATED + timedelta(minutes=30))
+
+    # Then a check on each run from the fifth minute, and one audit entry: nothing changed
+    assert len(gateway.asked) == 5
+    (entry,) = reconciler_audits(payments, payment.payment_id)
+    assert entry.decision == "NO_TRANSACTION"
+
+
+def test_a_check_that_changes_the_payment_is_audited_even_within_the_hour(aws, store, payments):
+    payment = a_lapsing_payment(store)
+    gateway = ScriptedInquiry(None)
+    clock = VirtualTime(CREATED)
+    service = reconciler(aws, gateway, clock)
+    every(service, clock, timedelta(minutes=5), CREATED + timedelta(minutes=10))
+
+    gateway.answer = transaction_callback(amount_cents=AMOUNT_CENTS)["obj"]
+    every(service, clock, timedelta(minutes=5), CREATED + timedelta(minutes=15))
+
+    assert payments.get(payment.payment_id).status is PaymentStatus.PAID
+    entries = reconciler_audits(payments, payment.payment_id)
+    assert [(e.status_before, e.status_after) for e in entries] == [
+        ("PENDING", "PENDING"),
+        ("PENDING", "PAID"),
+    ]

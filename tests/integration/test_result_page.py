@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 
 import pytest
 
@@ -119,6 +119,23 @@ def test_a_declined_redirect_shows_the_reason_a_retry_and_the_support_contact(
     assert f'href="{COURSE_URL}"' in element(html, "retry-button")
     assert f'href="mailto:{SUPPORT}"' in element(html, "support-contact")
     assert element(html, "course-link") == ""
+
+
+def test_a_form_encoded_declined_redirect_shows_the_reason_with_its_spaces(
+    result_page, open_checkout, paymob, payments
+):
+    # Given the declined redirect form encoded, as PayMob sends it: `data.message=Do+not+honour`
+    opened = open_checkout()
+    _, query = pay(paymob, opened["checkout_url"], card=DECLINED_CARD)
+    form_encoded = urlencode(parse_qsl(query, keep_blank_values=True), quote_via=quote_plus)
+    assert "Do+not+honour" in form_encoded
+
+    html = result_page(result_event(COURSE_ID, form_encoded))["body"]
+
+    # Then the reason reads as PayMob wrote it, on the page and in the payment
+    assert data_status(html) == "FAILED"
+    assert "Do not honour" in html and "Do+not+honour" not in html
+    assert payments.get(opened["payment_id"]).failure_reason == "Do not honour"
 
 
 def test_the_retry_button_follows_the_configured_retry_url(function, open_checkout, paymob):

@@ -35,3 +35,23 @@ def test_bookkeeping_changes_only_its_fields_and_the_version():
 def test_bookkeeping_refuses_what_only_the_state_machine_may_change(fields):
     with pytest.raises(ValueError, match="not bookkeeping"):
         bookkeeping(a_payment(), **fields)
+
+
+@pytest.mark.parametrize("new_order_id", ["400000002", None])
+def test_a_stored_paymob_order_id_is_never_rewritten(new_order_id):
+    # Given a payment holding PayMob's order id (the key signed callbacks find it by)
+    payment = a_payment(paymob_order_id="400000001")
+
+    # Then another order id, or none, is refused
+    with pytest.raises(ValueError, match="never rewritten"):
+        bookkeeping(payment, paymob_order_id=new_order_id, last_checked_at=NOW)
+
+
+def test_the_paymob_order_id_is_set_when_there_is_none_and_may_be_repeated():
+    payment = a_payment(paymob_order_id=None)
+
+    stored = bookkeeping(payment, paymob_order_id="400000001").after
+
+    assert stored.paymob_order_id == "400000001"
+    assert bookkeeping(stored, paymob_order_id="400000001").after.paymob_order_id == "400000001"
+    assert bookkeeping(stored, last_checked_at=NOW).after.paymob_order_id == "400000001"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import deque
 from collections.abc import Mapping
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from requests.adapters import BaseAdapter
 
 from coursepay.paymob.client import (
@@ -20,6 +23,7 @@ from coursepay.paymob.client import (
     PaymobKeys,
     PaymobRejected,
     PaymobUnavailable,
+    redact_personal_data,
 )
 
 BASE = "https://accept.paymob.test"
@@ -405,3 +409,260 @@ def test_no_retry_starts_that_cannot_finish_within_the_budget(budgeted, transpor
         budgeted.create_intention({"amount": 1})
 
     assert (len(transport.sent), sleeps) == (1, [])
+
+
+# --- one deadline for the whole public call: the token, its renewal and every attempt ----------
+
+
+@dataclass(frozen=True)
+class Slow:
+    """A reply that takes time: `connect` seconds to connect, `answer` more to answer."""
+
+    connect: float
+    answer: float
+    reply: tuple[int, Any]
+
+
+HANGS = Slow(0.0, float("inf"), (200, {}))  # connects, then never answers
+
+
+class TimedTransport(ScriptedTransport):
+    """Spends the clock like a socket would: a step longer than its timeout times out at it."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.steps: deque[Slow] = deque()
+        self.left_at_send: list[float] = []
+        self.deadline = 0.0
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        connect_timeout, read_timeout = kwargs["timeout"]
+        self.left_at_send.append(self.deadline - self.clock.now)
+        step = self.steps.popleft() if self.steps else HANGS
+        failure: Exception | None = None
+        if step.connect > connect_timeout:
+            self.clock.now += connect_timeout
+            failure = requests.ConnectTimeout("no connection in time")
+        elif step.answer > read_timeout:
+            self.clock.now += step.connect + read_timeout
+            failure = requests.ReadTimeout("no answer in time")
+        else:
+            self.clock.now += step.connect + step.answer
+        # The parent records the request and answers with (or raises) the next reply.
+        self.replies.appendleft(failure or step.reply)
+        return super().send(request, **kwargs)
+
+
+BUDGET = 8.0
+
+
+def timed_client(*steps: Slow) -> tuple[PaymobClient, TimedTransport, Clock]:
+    clock = Clock()
+    transport = TimedTransport(clock)
+    transport.steps.extend(steps)
+    transport.deadline = clock.now + BUDGET
+    session = requests.Session()
+    session.mount("https://", transport)
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    client = PaymobClient(
+        BASE,
+        lambda: KEYS,
+        session=session,
+        monotonic=clock,
+        sleep=sleep,
+        jitter=lambda: 1.0,
+        call_budget_seconds=BUDGET,
+    )
+    return client, transport, clock
+
+
+def test_a_slow_token_fetch_leaves_the_inquiry_only_what_is_left_of_the_budget():
+    # Given a token that takes 5 s to arrive, then an inquiry PayMob never answers
+    client, transport, clock = timed_client(Slow(1.0, 4.0, (201, {"token": "tok-1"})), HANGS)
+    started = clock.now
+
+    # When PayMob is asked
+    with pytest.raises(PaymobUnavailable):
+        client.inquire_by_merchant_order("pay_1")
+
+    # Then the token and the inquiry shared one budget: the inquiry got the 3 s left
+    assert clock.now - started <= BUDGET
+    token_timeout, inquiry_timeout = (sent.timeout for sent in transport.sent)
+    assert token_timeout == (3.0, 5.0)
+    assert sum(inquiry_timeout) == pytest.approx(3.0)
+    assert inquiry_timeout == pytest.approx((2.0, 1.0))
+
+
+def test_renewing_a_refused_token_spends_the_same_budget():
+    # Given a cached token PayMob refuses after 3 s, and a renewal that would take 4.5 s
+    client, transport, clock = timed_client(
+        Slow(0.0, 0.0, (201, {"token": "tok-1"})), Slow(0.0, 0.0, (200, TRANSACTION))
+    )
+    client.inquire_by_merchant_order("pay_1")
+    transport.steps.extend(
+        [
+            Slow(0.0, 3.0, (401, {"detail": "expired"})),
+            Slow(0.0, 4.5, (201, {"token": "tok-2"})),
+            HANGS,
+        ]
+    )
+    transport.deadline = clock.now + BUDGET
+    started = clock.now
+
+    # When PayMob is asked again
+    with pytest.raises(PaymobUnavailable):
+        client.inquire_by_merchant_order("pay_1")
+
+    # Then the renewal had only the 5 s the inquiry left, and the call ended within budget
+    assert clock.now - started <= BUDGET
+    assert transport.paths()[-2:] == [
+        "/api/ecommerce/orders/transaction_inquiry",
+        "/api/auth/tokens",
+    ]
+    assert transport.sent[-1].timeout == (3.0, 2.0)
+
+
+def test_nothing_is_sent_once_the_budget_is_spent():
+    # Given a token that takes 7.3 s: less than a second is left for the inquiry
+    client, transport, clock = timed_client(Slow(2.5, 4.8, (201, {"token": "tok-1"})))
+    started = clock.now
+
+    with pytest.raises(PaymobUnavailable, match="budget"):
+        client.inquire_by_merchant_order("pay_1")
+
+    assert transport.paths() == ["/api/auth/tokens"]
+    assert clock.now - started == pytest.approx(7.3)
+
+
+def test_the_connect_timeout_is_cut_too_when_little_is_left():
+    # Given a token that takes 6.5 s, and an inquiry PayMob never answers
+    client, transport, _ = timed_client(Slow(2.0, 4.5, (201, {"token": "tok-1"})), HANGS)
+
+    with pytest.raises(PaymobUnavailable):
+        client.inquire_by_merchant_order("pay_1")
+
+    # Then the 1.5 s left are shared by the connection and the read
+    connect, read = transport.sent[-1].timeout
+    assert (connect, read) == pytest.approx((0.75, 0.75))
+
+
+steps = st.builds(
+    Slow,
+    st.sampled_from([0.0, 0.2, 1.0, 2.5, 4.0]),
+    st.sampled_from([0.0, 0.5, 2.0, 4.5, 7.0, float("inf")]),
+    st.sampled_from(
+        [
+            (201, {"token": "tok"}),
+            (200, TRANSACTION),
+            (401, {"detail": "expired"}),
+            (503, "busy"),
+            (404, {"detail": "none"}),
+        ]
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(steps, max_size=8), st.booleans())
+def test_a_call_never_outlasts_its_budget(script: list[Slow], cached_token: bool) -> None:
+    # Given any mix of slow, hanging, failing and refusing answers, with or without a token
+    client, transport, clock = timed_client()
+    if cached_token:
+        transport.steps.append(Slow(0.0, 0.0, (201, {"token": "tok-0"})))
+        client._auth_token(False, None)
+    transport.steps.extend(script)
+    transport.deadline = clock.now + BUDGET
+    started = clock.now
+
+    # When an inquiry is made, whatever it ends with
+    with contextlib.suppress(PaymobUnavailable, PaymobRejected):
+        client.inquire_by_merchant_order("pay_1")
+
+    # Then it ended within the budget, and no request was given more time than was left
+    assert clock.now - started <= BUDGET + 1e-9
+    sent = transport.sent[1:] if cached_token else transport.sent
+    lefts = transport.left_at_send[1:] if cached_token else transport.left_at_send
+    for request, left in zip(sent, lefts, strict=True):
+        assert sum(request.timeout) <= left + 1e-9
+
+
+# --- PayMob's refusals may echo the student's data: it never reaches logs or audits ------------
+
+STUDENT_BILLING = {
+    "first_name": "Nour",
+    "last_name": "El-Sherif",
+    "email": "nour.elsherif@mail.example",
+    "phone_number": "01001234567",
+    "city": "NA",
+}
+INTENTION_BODY = {
+    "amount": 150_000,
+    "billing_data": STUDENT_BILLING,
+    "customer": {"first_name": "Nour", "last_name": "El-Sherif", "email": STUDENT_BILLING["email"]},
+}
+PERSONAL = ("Nour", "El-Sherif", "nour.elsherif", "mail.example", "1001234567")
+
+
+def test_a_refusal_keeps_status_fields_and_messages_but_not_the_students_data(
+    client, transport, caplog
+):
+    # Given PayMob refusing the intention and echoing the billing data it was sent
+    transport.reply(
+        (
+            400,
+            {
+                "billing_data": {
+                    "email": ["Enter a valid email address."],
+                    "phone_number": ["'+201001234567' is not a valid phone number."],
+                    "first_name": "Nour",
+                },
+                "billing_data.last_name": "El-Sherif",
+                "customer": {"email": "NOUR.ELSHERIF@mail.example"},
+                "detail": "No intention for Nour El-Sherif <nour.elsherif@mail.example>",
+                "amount": ["A positive integer is required."],
+            },
+        )
+    )
+
+    with pytest.raises(PaymobRejected) as rejected:
+        client.create_intention(INTENTION_BODY)
+
+    # Then the status, the field names and PayMob's messages stay, the student's data does not
+    assert rejected.value.status == 400
+    assert rejected.value.details == {
+        "billing_data": {
+            "email": ["Enter a valid email address."],
+            "phone_number": ["'<redacted>' is not a valid phone number."],
+            "first_name": "<redacted>",
+        },
+        "billing_data.last_name": "<redacted>",
+        "customer": {"email": "<redacted>"},
+        "detail": "No intention for <redacted> <redacted> <<redacted>>",
+        "amount": ["A positive integer is required."],
+    }
+    (refused,) = [r for r in caplog.records if r.getMessage() == "paymob refused"]
+    logged = str(refused.__dict__)
+    assert "Enter a valid email address." in logged
+    assert not [value for value in PERSONAL if value.lower() in logged.lower()]
+
+
+def test_a_refusal_that_is_not_json_is_redacted_before_it_is_cut(client, transport):
+    transport.reply((400, "x" * 480 + " nour.elsherif@mail.example"))
+
+    with pytest.raises(PaymobRejected) as rejected:
+        client.create_intention(INTENTION_BODY)
+
+    assert "nour" not in rejected.value.details
+    assert rejected.value.details.startswith("x" * 480)
+
+
+def test_redaction_is_idempotent_and_leaves_other_answers_alone():
+    details = {"amount": ["A positive integer is required."], "integration": ["404 4621457"]}
+
+    assert redact_personal_data(details, INTENTION_BODY) == details
+    once = redact_personal_data({"billing_data": {"phone_number": "+20 100 123 4567"}})
+    assert redact_personal_data(once) == once == {"billing_data": {"phone_number": "<redacted>"}}

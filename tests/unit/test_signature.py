@@ -532,18 +532,50 @@ def test_a_form_encoded_space_in_a_signed_value_verifies_through_the_form_readin
     # When it is verified
     result, params = check_redirect_query(raw, SAMPLE_SECRETS)
 
-    # Then the second reading (a `+` is a space) verifies it
+    # Then the form reading (a `+` is a space) verifies it
     assert result is SignatureCheck.VALID
     assert params["source_data.sub_type"] == "American Express"
 
 
-def test_a_query_is_read_with_plus_as_space_only_when_it_holds_a_literal_plus() -> None:
+def test_an_unsigned_message_gets_its_spaces_back_when_either_reading_verifies() -> None:
+    # Given a declined redirect, form encoded as PayMob sends it: no `+` in a signed value,
+    # so the signature verifies under both readings, and the unsigned message is Do+not+honour
+    obj = {**sample_obj(), "success": False, "data": {"message": "Do not honour"}}
+    raw = signed_redirect(obj, quote_via=quote_plus)
+    assert "data.message=Do+not+honour" in raw
+
+    # When it is verified
+    result, params = check_redirect_query(raw, SAMPLE_SECRETS)
+
+    # Then the form reading is the one kept: the message reads as PayMob wrote it
+    assert result is SignatureCheck.VALID
+    assert params["data.message"] == "Do not honour"
+
+
+def test_a_signed_plus_sent_as_percent_2b_is_kept_beside_form_encoded_spaces() -> None:
+    # Given a Gulf transaction (offset `+04:00`, sent as %2B) declined with a spaced message
+    obj = {
+        **with_field(sample_obj(), "created_at", OFFSET_CREATED_AT),
+        "data": {"message": "Insufficient funds"},
+    }
+    raw = signed_redirect(obj, quote_via=quote_plus)
+    assert "%2B04%3A00" in raw and "Insufficient+funds" in raw
+
+    result, params = check_redirect_query(raw, SAMPLE_SECRETS)
+
+    # Then both decode right in the one reading
+    assert result is SignatureCheck.VALID
+    assert params["created_at"] == OFFSET_CREATED_AT
+    assert params["data.message"] == "Insufficient funds"
+
+
+def test_the_form_reading_comes_first_and_the_percent_reading_only_for_a_literal_plus() -> None:
     assert parse_raw_query("created_at=11%3A33%2B04%3A00&pan=2346") == [
         {"created_at": "11:33+04:00", "pan": "2346"}
     ]
     assert parse_raw_query("created_at=11%3A33+04%3A00") == [
-        {"created_at": "11:33+04:00"},
         {"created_at": "11:33 04:00"},
+        {"created_at": "11:33+04:00"},
     ]
 
 
@@ -839,5 +871,5 @@ def test_a_signed_redirect_survives_percent_and_form_encoding(
     assert result is SignatureCheck.VALID
     signed_keys = [query_key(field) for field in TRANSACTION_HMAC_FIELDS]
     assert {key: params[key] for key in signed_keys} == {key: sent[key] for key in signed_keys}
-    if quote_via is quote:
-        assert params == sent
+    # And so does every unsigned one: either encoding decodes exactly under the form reading
+    assert params == sent

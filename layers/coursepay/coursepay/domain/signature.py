@@ -325,21 +325,23 @@ def _decode_pairs(raw_query: str, decode: Callable[[str], str]) -> dict[str, str
 def parse_raw_query(raw_query: str) -> list[dict[str, str]]:
     """The readings of a raw query string (API Gateway's rawQueryString), most likely first.
 
-    Each reading decodes every key and value exactly once. The first percent-decodes
-    (`%2B` is `+`, a literal `+` stays `+`, as in `+04:00`); the second, offered only when
-    the raw string holds a literal `+`, is the form reading where `+` is a space. Dots in
-    keys are kept. Raises MalformedQueryError for a repeated key or invalid UTF-8.
+    Each reading decodes every key and value exactly once. The first is the form reading
+    (`+` is a space, `%2B` is `+`), as PayMob's redirects are form encoded; the second,
+    offered only when the raw string holds a literal `+` (where the two differ), is plain
+    percent decoding, where that `+` means itself. Dots in keys are kept. Raises
+    MalformedQueryError for a repeated key or invalid UTF-8 in either reading.
     """
-    # PayMob's redirects are form encoded (a `+` in a value arrives as `%2B`, a space would
-    # arrive as `+`), but nothing documents it, and a `+` left unencoded by a proxy or a
-    # hand-built URL means itself. So: percent decoding first, as that is the one reading
-    # under which `+` is unambiguous; the form reading only if a `+` makes them differ.
-    # Both readings come from the same raw bytes and each must carry PayMob's signature,
-    # so trying both widens nothing. A value is never decoded a second time: that would
-    # turn a signed literal `%2B` into `+`.
-    decoders: list[Callable[[str], str]] = [_decode_once]
+    # PayMob form encodes its redirects: a space arrives as `+` and a `+` in a value as
+    # `%2B`, which both readings decode alike. The form reading comes first, so a redirect
+    # that verifies either way also gives its unsigned values their spaces back
+    # ("Do+not+honour" is "Do not honour"). A `+` left unencoded by a proxy or a hand-built
+    # URL (an offset like `+04:00` in created_at) fails the form reading's signature, and
+    # the percent reading is tried. Both readings come from the same raw bytes and each
+    # must carry PayMob's signature, so trying both widens nothing. A value is never
+    # decoded a second time: that would turn a signed literal `%2B` into `+`.
+    decoders: list[Callable[[str], str]] = [_decode_form_once]
     if "+" in raw_query:
-        decoders.append(_decode_form_once)
+        decoders.append(_decode_once)
     return [_decode_pairs(raw_query, decode) for decode in decoders]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,13 +20,20 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 READ_TIMEOUT_SECONDS = 10.0
 MAX_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.5
+# With a time budget: a retry starts only if, after its longest back-off, a full connect
+# timeout and this much reading still fit; and no attempt starts with less than
+# MIN_ATTEMPT_SECONDS left (PayMob cannot answer in less, and the caller must answer).
 MIN_READ_TIMEOUT_SECONDS = 1.0
+MIN_ATTEMPT_SECONDS = 1.0
 # PayMob's auth tokens live one hour; renewing five minutes early means a token is never
 # sent in its last seconds, when a slow request could outlive it.
 TOKEN_LIFETIME_SECONDS = 3600.0
 TOKEN_REFRESH_MARGIN_SECONDS = 300.0
 USER_AGENT = "course-payments/1.0"
 _MAX_DETAIL_CHARS = 500
+REDACTED = "<redacted>"
+# Request fields that carry the student's personal data (names, email, phone).
+_PERSONAL_KEYS = frozenset({"billing_data", "customer"})
 
 
 class PaymobError(Exception):
@@ -78,9 +86,18 @@ class PaymobClient:
     """One client per container: one HTTP session (kept-alive connections) and one auth token.
 
     `keys` is called on every request so a rotated secret is picked up from the caller's
-    cache; the session, clock and sleep are injectable for tests. `call_budget_seconds`
-    bounds one call with its retries, so an API function answers before its own timeout
-    (and API Gateway's 30 s) instead of being cut off mid-request.
+    cache; the session, clock and sleep are injectable for tests.
+
+    `call_budget_seconds` bounds one public call (create_intention, an inquiry, a refund...)
+    from its start to its answer, so an API function answers before its own timeout (and
+    API Gateway's 30 s) instead of being cut off mid-request. The call fixes one deadline
+    and everything it does runs against it: fetching the auth token, renewing a token PayMob
+    refused (401), every attempt and every back-off. Each request's connect and read
+    timeouts are cut so that their sum fits in what is left; a retry starts only if its
+    longest back-off plus a full connect timeout and a second of reading still fit; with less
+    than MIN_ATTEMPT_SECONDS left nothing is sent and the call is PaymobUnavailable.
+    (requests' read timeout bounds each wait for bytes, not the whole body: a server that
+    trickles an answer could still outlast it. PayMob's answers are small.)
     """
 
     def __init__(
@@ -125,6 +142,7 @@ class PaymobClient:
             json=body,
             auth=self._token_auth,
             retry=_Retry.IDEMPOTENT,
+            deadline=self._deadline(),
         )
         try:
             return Intention(
@@ -164,6 +182,7 @@ class PaymobClient:
                 f"/api/acceptance/transactions/{quote(transaction_id, safe='')}",
                 auth=self._bearer_auth,
                 retry=_Retry.IDEMPOTENT,
+                deadline=self._deadline(),
             )
         except PaymobRejected as rejected:
             if rejected.status == 404:
@@ -179,6 +198,7 @@ class PaymobClient:
                 json=body,
                 auth=self._bearer_auth,
                 retry=_Retry.IDEMPOTENT,
+                deadline=self._deadline(),
             )
         except PaymobRejected as rejected:
             if rejected.status == 404:
@@ -195,6 +215,7 @@ class PaymobClient:
             json={"transaction_id": int(transaction_id), "amount_cents": amount_cents},
             auth=self._token_auth,
             retry=_Retry.UNSENT_ONLY,
+            deadline=self._deadline(),
         )
 
     def void(self, transaction_id: str) -> dict[str, Any]:
@@ -205,18 +226,24 @@ class PaymobClient:
             json={"transaction_id": int(transaction_id)},
             auth=self._token_auth,
             retry=_Retry.UNSENT_ONLY,
+            deadline=self._deadline(),
         )
 
     # --- authentication -------------------------------------------------------------
 
-    def _token_auth(self, renew: bool) -> str:
+    def _token_auth(self, renew: bool, deadline: float | None) -> str:
         return f"Token {self._keys().secret_key}"
 
-    def _bearer_auth(self, renew: bool) -> str:
-        return f"Bearer {self._auth_token(renew)}"
+    def _bearer_auth(self, renew: bool, deadline: float | None) -> str:
+        return f"Bearer {self._auth_token(renew, deadline)}"
 
-    def _auth_token(self, renew: bool) -> str:
-        with self._token_lock:
+    def _auth_token(self, renew: bool, deadline: float | None) -> str:
+        """The cached token, or a new one fetched within the caller's deadline."""
+        wait = -1.0 if deadline is None else max(0.0, deadline - self._monotonic())
+        if not self._token_lock.acquire(timeout=wait):
+            count("PaymobUnavailable")
+            raise PaymobUnavailable("auth_token: out of time waiting for another renewal")
+        try:
             now = self._monotonic()
             if renew or self._token is None or now >= self._token_expires:
                 answer = self._call(
@@ -226,6 +253,7 @@ class PaymobClient:
                     json={"api_key": self._keys().api_key},
                     auth=None,
                     retry=_Retry.IDEMPOTENT,
+                    deadline=deadline,
                 )
                 try:
                     self._token = _required_text(answer, "token")
@@ -234,6 +262,8 @@ class PaymobClient:
                 self._token_expires = now + TOKEN_LIFETIME_SECONDS - TOKEN_REFRESH_MARGIN_SECONDS
                 count("PaymobAuthTokenIssued")
             return self._token
+        finally:
+            self._token_lock.release()
 
     # --- the one request path -------------------------------------------------------
 
@@ -243,28 +273,30 @@ class PaymobClient:
         method: str,
         path: str,
         *,
-        auth: Callable[[bool], str] | None,
+        auth: Callable[[bool, float | None], str] | None,
         retry: _Retry,
+        deadline: float | None,
         json: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Send with retries on 5xx and connection errors (never on 4xx); parse the JSON object.
 
         A Bearer token PayMob no longer accepts (401) is renewed once, then the request is
-        sent again; that retry is not counted against the attempts.
+        sent again; that retry is not counted against the attempts. Everything, the token
+        included, runs against `deadline` (the public call's; None: no budget).
         """
         url = self.base_url + path
-        started = self._monotonic()
         renewed = False
         attempt = 0
         while True:
             attempt += 1
-            headers = {} if auth is None else {"Authorization": auth(False)}
+            headers = {} if auth is None else {"Authorization": auth(False, deadline)}
+            timeout = self._timeouts(operation, deadline)
             try:
                 response = self._session.request(
-                    method, url, json=json, headers=headers, timeout=self._timeouts(started)
+                    method, url, json=json, headers=headers, timeout=timeout
                 )
             except requests.RequestException as exc:
-                if _worth_retrying(exc, retry) and self._may_retry(started, attempt):
+                if _worth_retrying(exc, retry) and self._may_retry(deadline, attempt):
                     self._back_off(operation, attempt, error=type(exc).__name__)
                     continue
                 count("PaymobUnavailable")
@@ -279,10 +311,10 @@ class PaymobClient:
             if status == 401 and auth == self._bearer_auth and not renewed:
                 renewed = True
                 attempt -= 1
-                self._auth_token(renew=True)
+                self._auth_token(True, deadline)
                 continue
             if status >= 500:
-                if retry is _Retry.IDEMPOTENT and self._may_retry(started, attempt):
+                if retry is _Retry.IDEMPOTENT and self._may_retry(deadline, attempt):
                     self._back_off(operation, attempt, status=status)
                     continue
                 count("PaymobUnavailable")
@@ -295,7 +327,7 @@ class PaymobClient:
                 count("PaymobThrottled")
                 raise PaymobUnavailable(f"{operation}: throttled")
             if status >= 400:
-                details = _details(response)
+                details = _details(response, json)
                 if status != 404:
                     count("PaymobRejected")
                     logger.warning(
@@ -304,22 +336,35 @@ class PaymobClient:
                 raise PaymobRejected(status, details)
             return _json_object(operation, response)
 
-    def _timeouts(self, started: float) -> tuple[float, float]:
-        connect, read = self._timeout
-        if self._budget is None:
-            return connect, read
-        left = self._budget - (self._monotonic() - started) - connect
-        return connect, max(MIN_READ_TIMEOUT_SECONDS, min(read, left))
+    def _deadline(self) -> float | None:
+        """The deadline of a public call that starts now: one for everything it does."""
+        return None if self._budget is None else self._monotonic() + self._budget
 
-    def _may_retry(self, started: float, attempt: int) -> bool:
+    def _timeouts(self, operation: str, deadline: float | None) -> tuple[float, float]:
+        """Connect and read timeouts whose sum fits in what is left before the deadline.
+
+        The read keeps at least MIN_READ_TIMEOUT_SECONDS while the connect can spare it;
+        when even that does not fit, the two share what is left.
+        """
+        connect, read = self._timeout
+        if deadline is None:
+            return connect, read
+        left = deadline - self._monotonic()
+        if left < MIN_ATTEMPT_SECONDS:
+            count("PaymobUnavailable")
+            logger.warning("paymob call out of time", operation=operation, left=left)
+            raise PaymobUnavailable(f"{operation}: the call's time budget is spent")
+        connect = min(connect, max(left - MIN_READ_TIMEOUT_SECONDS, left / 2))
+        return connect, min(read, left - connect)
+
+    def _may_retry(self, deadline: float | None, attempt: int) -> bool:
         if attempt >= self._max_attempts:
             return False
-        if self._budget is None:
+        if deadline is None:
             return True
         # Room for the longest back-off and a connection, with a second of reading at least.
         worst_wait = self._backoff_base * 2.0 ** (attempt - 1) + self._timeout[0]
-        elapsed = self._monotonic() - started
-        return elapsed + worst_wait + MIN_READ_TIMEOUT_SECONDS <= self._budget
+        return self._monotonic() + worst_wait + MIN_READ_TIMEOUT_SECONDS <= deadline
 
     def _back_off(self, operation: str, attempt: int, **why: Any) -> None:
         # Equal jitter: many containers retrying after one outage do not arrive together.
@@ -346,14 +391,104 @@ def _json_object(operation: str, response: requests.Response) -> dict[str, Any]:
     return body
 
 
-def _details(response: requests.Response) -> Any:
-    """PayMob's error body (per-field messages), bounded: it lands in logs and audit entries."""
+def _details(response: requests.Response, sent: Mapping[str, Any] | None) -> Any:
+    """PayMob's error body (per-field messages), bounded and without the student's personal
+    data: it lands in logs and audit entries, and PayMob may echo what we sent."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:_MAX_DETAIL_CHARS]
+        return redact_personal_data(response.text, sent)[:_MAX_DETAIL_CHARS]
+    body = redact_personal_data(body, sent)
     text = str(body)
     return body if len(text) <= _MAX_DETAIL_CHARS else text[:_MAX_DETAIL_CHARS]
+
+
+# --- personal data in PayMob's error answers -------------------------------------------------
+
+_EMAIL = re.compile(r"[^\s@'\"<>,;:()\[\]{}]+@[^\s@'\"<>,;:()\[\]{}]+")
+_PHONE_LIKE = re.compile(r"\+?\d(?:[\s\-.]?\d){6,}")
+_PHONE_CORE_DIGITS = 9  # a national number without its country or trunk prefix
+
+
+def redact_personal_data(details: Any, sent: Mapping[str, Any] | None = None) -> Any:
+    """PayMob's error details with what they may echo of the student's data blanked out.
+
+    Kept: the structure, every key (PayMob's field names) and its messages. Blanked, as
+    REDACTED: anywhere, an email address and any value we sent in `billing_data` or
+    `customer` (word for word, any case; a phone number also by its last nine digits, which
+    survive PayMob adding a country code); inside a `billing_data` or `customer` part of the
+    answer (`billing_data.email` keys included), any bare value of a field (where an error
+    holds a list of messages) and any run of seven digits or more. Idempotent; never raises.
+    """
+    patterns = _sent_patterns(sent)
+    return _redact(details, patterns, personal=False)
+
+
+def _redact(node: Any, patterns: list[re.Pattern[str]], *, personal: bool) -> Any:
+    if isinstance(node, Mapping):
+        redacted: dict[str, Any] = {}
+        for key, value in node.items():
+            name = str(key)
+            inner = personal or _is_personal_key(name)
+            if inner and name not in _PERSONAL_KEYS and _is_bare(value):
+                # A field's value (an error would hold a list of messages about it). Under
+                # `billing_data` itself a bare text can only be a message: it is scrubbed.
+                redacted[_scrub(name, patterns, personal=inner)] = REDACTED
+            else:
+                redacted[_scrub(name, patterns, personal=inner)] = _redact(
+                    value, patterns, personal=inner
+                )
+        return redacted
+    if isinstance(node, list | tuple):
+        return [_redact(item, patterns, personal=personal) for item in node]
+    if isinstance(node, str):
+        return _scrub(node, patterns, personal=personal)
+    return node
+
+
+def _is_bare(value: Any) -> bool:
+    return value is not None and not isinstance(value, Mapping | list | tuple)
+
+
+def _is_personal_key(name: str) -> bool:
+    return name.split(".", 1)[0].split("[", 1)[0] in _PERSONAL_KEYS
+
+
+def _scrub(text: str, patterns: list[re.Pattern[str]], *, personal: bool) -> str:
+    for pattern in patterns:
+        text = pattern.sub(REDACTED, text)
+    text = _EMAIL.sub(REDACTED, text)
+    if personal:
+        text = _PHONE_LIKE.sub(REDACTED, text)
+    return text
+
+
+def _sent_patterns(sent: Mapping[str, Any] | None) -> list[re.Pattern[str]]:
+    """Patterns for the personal values of a request body, longest first."""
+    if not isinstance(sent, Mapping):
+        return []
+    values: set[str] = set()
+    cores: set[str] = set()
+    for key in _PERSONAL_KEYS:
+        part = sent.get(key)
+        if not isinstance(part, Mapping):
+            continue
+        for value in part.values():
+            personal = isinstance(value, str | int) and not isinstance(value, bool)
+            text = str(value).strip() if personal else ""
+            if len(text) < 2 or text.upper() == "NA":
+                continue
+            values.add(text)
+            digits = re.sub(r"\D", "", text)
+            if len(digits) >= _PHONE_CORE_DIGITS and len(digits) >= len(text) - 4:
+                cores.add(digits[-_PHONE_CORE_DIGITS:])
+    patterns = [
+        re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE)
+        for value in sorted(values, key=len, reverse=True)
+    ]
+    # The whole digit run around a phone number's core: `+20` and a trunk `0` included.
+    patterns.extend(re.compile(rf"\+?\d*{core}\d*") for core in sorted(cores))
+    return patterns
 
 
 def _required_text(answer: Mapping[str, Any], key: str) -> str:

@@ -16,7 +16,12 @@ from coursepay.domain.records import Course, Enrollment, EnrollmentStatus, Event
 from coursepay.domain.state_machine import Decision, decide
 from coursepay.errors import ApiError, BadGateway, BadRequest, Conflict, NotFound
 from coursepay.observability import count, logger
-from coursepay.paymob.client import Intention, PaymobError, PaymobRejected
+from coursepay.paymob.client import (
+    Intention,
+    PaymobError,
+    PaymobRejected,
+    redact_personal_data,
+)
 from coursepay.services.inquiry import PaymentInquiry, bookkeeping, iso, parse_time
 from coursepay.storage.errors import PaymentAlreadyExists, StorageError
 from coursepay.storage.pagination import Page
@@ -59,10 +64,15 @@ class IdempotencyKeyReused(ApiError):
 
 
 class CheckoutFailed(BadGateway):
-    """PayMob refused or failed to open the checkout; the payment was marked FAILED."""
+    """PayMob refused or failed to open the checkout; the payment was marked FAILED.
 
-    def __init__(self, payment_id: str, reason: str) -> None:
-        super().__init__(f"{reason}; payment {payment_id} was not opened, try again")
+    With an Idempotency-Key this is the key's answer for good (a replay gets it again: the
+    key names this FAILED payment), so the message says a new attempt needs a new key.
+    """
+
+    def __init__(self, payment_id: str, reason: str, *, keyed: bool = False) -> None:
+        again = "try again with a new Idempotency-Key" if keyed else "try again"
+        super().__init__(f"{reason}; payment {payment_id} was not opened, {again}")
         self.payment_id = payment_id
 
 
@@ -223,13 +233,14 @@ class CheckoutService:
                 raise
             return replay
         logger.info("payment created", payment_id=payment.payment_id, course_id=course.course_id)
+        body = self._intention_body(payment, course, student, request.public_base_url)
         try:
-            intention = self._paymob.create_intention(
-                self._intention_body(payment, course, student, request.public_base_url)
-            )
+            intention = self._paymob.create_intention(body)
         except PaymobError as error:
-            self._fail(payment, error)
-            raise CheckoutFailed(payment.payment_id, _failure_reason(error)) from None
+            self._fail(payment, error, body)
+            raise CheckoutFailed(
+                payment.payment_id, _failure_reason(error), keyed=keyed_id is not None
+            ) from None
         opened = self._open(payment, intention)
         self._apply_raced_callbacks(opened)
         count("CheckoutCreated")
@@ -247,8 +258,11 @@ class CheckoutService:
         if payment.checkout_url is None:
             if payment.status is PaymentStatus.PENDING:
                 raise CheckoutInProgress("the first request with this key is still running")
-            # The first answer was a failure to open the checkout: answer it again.
-            raise CheckoutFailed(payment.payment_id, payment.failure_reason or "checkout failed")
+            # The first answer was a failure to open the checkout: answer it again. The key
+            # stays bound to this FAILED payment; a new attempt needs a new key.
+            raise CheckoutFailed(
+                payment.payment_id, payment.failure_reason or "checkout failed", keyed=True
+            )
         return CheckoutResult(payment, created=False, replayed=True)
 
     def _live_pending(self, student_id: str, course_id: str, now: datetime) -> Payment | None:
@@ -348,12 +362,16 @@ class CheckoutService:
         )
         return decision.after
 
-    def _fail(self, payment: Payment, error: PaymobError) -> None:
+    def _fail(self, payment: Payment, error: PaymobError, body: dict[str, Any]) -> None:
         """Close the payment that never reached PayMob, so no PENDING is left behind.
 
         A checkout PayMob would not open is a declined attempt without a transaction: the
         state machine's decline rule (PENDING to FAILED, with the reason) is exactly it, and
         a success that somehow arrived later would still be accepted and flagged.
+
+        The audit entry and the log keep PayMob's status and its per-field messages, never
+        the student's data PayMob may echo from `body` (names, email, phone): the client
+        redacts its errors already, and this does again whatever gateway refused.
         """
         reason = _failure_reason(error)
         now = iso(self._clock())
@@ -363,7 +381,7 @@ class CheckoutService:
         decision = decide(payment, fact, now)
         details: dict[str, Any] = {"error": type(error).__name__}
         if isinstance(error, PaymobRejected):
-            details.update(status=error.status, details=error.details)
+            details.update(status=error.status, details=redact_personal_data(error.details, body))
         event = PaymentEvent(
             partition=payment.payment_id,
             event_key=f"AUDIT#{now}#CHECKOUT",

@@ -131,10 +131,23 @@ def bookkeeping(payment: Payment, **fields: Any) -> Decision:
     payment is: status, money and flags stay the state machine's. It rides on save() for its
     version condition; `updated_at` stays the time of the last real change, which is what
     listings by status sort and filter on. The reason is not stored.
+
+    `paymob_order_id` is written once: it is the key signed callbacks and redirects find the
+    payment by, so rewriting it would hand the payment to another order's signed callbacks.
+    Setting it on a payment that holds one (to anything but the same value) is refused.
     """
     forbidden = set(fields) - _BOOKKEEPING_FIELDS
     if forbidden:
         raise ValueError(f"not bookkeeping: {sorted(forbidden)}")
+    if (
+        "paymob_order_id" in fields
+        and payment.paymob_order_id is not None
+        and fields["paymob_order_id"] != payment.paymob_order_id
+    ):
+        raise ValueError(
+            f"payment {payment.payment_id} already holds PayMob order {payment.paymob_order_id}:"
+            " it is never rewritten"
+        )
     after = payment.model_copy(update={**fields, "version": payment.version + 1})
     return Decision(before=payment, after=after, reason=DecisionReason.SAME_STATUS)
 

@@ -3,7 +3,36 @@
 A callback can be lost (PayMob documents no retries); the reconciler asks PayMob on a
 schedule that is dense while a student may still be paying and sparse after, and expires a
 payment whose checkout lapsed with no transaction. Every change goes through the state
-machine; every check is an audit entry under the payment.
+machine, and is an audit entry under the payment.
+
+After the checkout lapsed (its expiry plus a grace period) the reconciler asks at once, then
+hourly, `lapsed_max_checks` times at most (a day by default), and then stops asking. Only
+checks PayMob answered count: one given back during an outage is asked again on the next
+run. A lapsed payment is settled by the first answer that settles it: a transaction goes
+through the state machine; no transaction at all makes it EXPIRED. What the schedule caps
+is the rest, which would otherwise be asked about on every run forever:
+
+- PayMob names a transaction that is still pending (a wallet or kiosk payment not yet
+  finished). The payment stays PENDING: when PayMob finishes it, its success or decline
+  arrives as a callback, and the status backup asks again whenever the student looks.
+- PayMob names a transaction of an order the payment does not hold ("unlinked"), typically
+  because checkout never stored the order id PayMob created. The inquiry asks by our
+  merchant_order_id (the payment id, sent as special_reference), which needs no order id,
+  so "PayMob has no transaction for this payment" is known with or without one: an unlinked
+  payment whose inquiry finds nothing expires like any other. One whose inquiry finds a
+  transaction is never expired (it may be paid) and never linked by guessing: an admin links
+  it.
+- PayMob answers with something that is not a transaction.
+
+When the last check leaves the payment PENDING, the reconciler logs an error, counts
+`ReconcileGaveUp` and writes an audit entry saying so; later runs list the payment and
+leave it alone (`given_up` in the report) until a callback, the status backup or an admin
+settles it.
+
+Audit entries: a check that changed the payment is audited every time. A check that changed
+nothing (no transaction yet, a transaction still pending, unlinked, an invalid answer) is
+audited at most once per payment per UTC clock hour: its entry's key names the hour, and
+the conditional write of the second one in the same hour fails quietly.
 """
 
 from __future__ import annotations
@@ -40,6 +69,9 @@ FIRST_CHECK = timedelta(minutes=1)
 FREQUENT_INTERVAL = timedelta(minutes=5)
 FREQUENT_CHECKS = 5
 LATER_INTERVAL = timedelta(hours=1)
+# After the checkout lapsed: at once, then hourly, a day's worth of checks at most.
+LAPSED_INTERVAL = timedelta(hours=1)
+LAPSED_MAX_CHECKS = 24
 
 
 def next_check_at(
@@ -55,6 +87,27 @@ def next_check_at(
         return created_at + first_check + (done + 1) * FREQUENT_INTERVAL
     done = math.floor((elapsed - last_frequent) / LATER_INTERVAL)
     return created_at + last_frequent + (done + 1) * LATER_INTERVAL
+
+
+def next_lapsed_check_at(
+    lapsed_at: datetime,
+    last_checked_at: datetime | None,
+    interval: timedelta = LAPSED_INTERVAL,
+    max_checks: int = LAPSED_MAX_CHECKS,
+) -> datetime | None:
+    """The next check of a payment whose checkout lapsed at `lapsed_at`; None: no more.
+
+    The time after the lapse is cut in `interval` slots; a check answered in a slot makes the
+    next one due at the start of the following slot, and one answered in the last slot
+    (`max_checks` - 1) is the last. A slot without an answered check is simply not used, so
+    at most `max_checks` checks are ever made after the lapse, and none after the last slot.
+    """
+    if last_checked_at is None or last_checked_at < lapsed_at:
+        return lapsed_at
+    used = math.floor((last_checked_at - lapsed_at) / interval) + 1
+    if used >= max_checks:
+        return None
+    return lapsed_at + used * interval
 
 
 class ReconcilePayments(Protocol):
@@ -96,6 +149,9 @@ class ReconcileSettings:
     safety_margin_seconds: int = 45
     # Consecutive PayMob outages after which the run stops: the next run is the retry.
     max_consecutive_unavailable: int = 3
+    # After the lapse: one check per this interval, this many at most, then no more.
+    lapsed_check_interval_seconds: int = int(LAPSED_INTERVAL.total_seconds())
+    lapsed_max_checks: int = LAPSED_MAX_CHECKS
 
 
 @dataclass(slots=True)
@@ -109,6 +165,9 @@ class ReconcileReport:
     unavailable: int = 0
     busy: int = 0  # changed under us (a callback, a poller): nothing to do this run
     unlinked: int = 0
+    final_checks: int = 0  # lapsed, asked for the last time, still PENDING: left to an admin
+    given_up: int = 0  # lapsed and asked the most times already: listed, not asked
+    audits_skipped: int = 0  # "nothing changed" audits already written this hour
     errors: int = 0
     stopped: str | None = None  # why the run ended before the listing did
     payment_ids: list[str] = field(default_factory=list)  # the payments asked about
@@ -165,6 +224,8 @@ class ReconcileService:
         count("ReconcileRun")
         count("ReconcileChecked", report.checked)
         count("ReconcileExpired", report.expired)
+        # Lapsed payments past their last check, still PENDING: each needs an admin.
+        count("ReconcileGivenUp", report.given_up)
         count("ReconcilePaymobUnavailable", report.unavailable)
         logger.info("reconcile run finished", **report.to_json())
         return report
@@ -185,25 +246,45 @@ class ReconcileService:
         last_checked = (
             None if payment.last_checked_at is None else parse_time(payment.last_checked_at)
         )
-        lapsed = now >= self._expires_at(payment) + timedelta(
-            seconds=self._settings.expiry_grace_seconds
-        )
-        # A lapsed checkout is asked about every run until it is settled or expired.
-        first_check = timedelta(seconds=self._settings.pending_threshold_seconds)
-        if not lapsed and next_check_at(created, last_checked, first_check) > now:
+        lapsed_at = self._lapsed_at(payment)
+        lapsed = now >= lapsed_at
+        if lapsed:
+            due = self._next_lapsed_check(lapsed_at, last_checked)
+            if due is None:
+                report.given_up += 1
+                return None
+        else:
+            first_check = timedelta(seconds=self._settings.pending_threshold_seconds)
+            due = next_check_at(created, last_checked, first_check)
+        if due > now:
             report.not_due += 1
             return None
         try:
-            return self._check(payment, now, lapsed, report)
+            return self._check(payment, now, lapsed_at if lapsed else None, report)
         except StorageError:
             report.errors += 1
             count("ReconcileError")
             logger.exception("reconcile of a payment failed", payment_id=payment.payment_id)
             return None
 
+    def _next_lapsed_check(
+        self, lapsed_at: datetime, last_checked: datetime | None
+    ) -> datetime | None:
+        return next_lapsed_check_at(
+            lapsed_at,
+            last_checked,
+            timedelta(seconds=self._settings.lapsed_check_interval_seconds),
+            self._settings.lapsed_max_checks,
+        )
+
     def _check(
-        self, payment: Payment, now: datetime, lapsed: bool, report: ReconcileReport
+        self,
+        payment: Payment,
+        now: datetime,
+        lapsed_at: datetime | None,
+        report: ReconcileReport,
     ) -> InquiryResult | None:
+        """Ask PayMob about one payment; `lapsed_at` is set when its checkout lapsed."""
         claimed = claim_check(self._payments, payment, iso(now))
         if claimed is None:
             report.busy += 1
@@ -216,7 +297,7 @@ class ReconcileService:
             report.unavailable += 1
             release_check(self._payments, claimed, payment.last_checked_at)
             return InquiryResult.UNAVAILABLE
-        if answer.result is InquiryResult.NO_TRANSACTION and lapsed:
+        if answer.result is InquiryResult.NO_TRANSACTION and lapsed_at is not None:
             self._expire(claimed, now, report)
             return answer.result
         if answer.result is InquiryResult.APPLIED:
@@ -225,7 +306,24 @@ class ReconcileService:
             report.no_transaction += 1
         elif answer.result is InquiryResult.UNLINKED:
             report.unlinked += 1
-        self._audit(claimed, now, answer)
+        after = self._payments.get(payment.payment_id, consistent=True) or claimed
+        final = (
+            lapsed_at is not None
+            and after.status is PaymentStatus.PENDING
+            and self._next_lapsed_check(lapsed_at, now) is None
+        )
+        if final:
+            report.final_checks += 1
+            count("ReconcileGaveUp")
+            logger.error(
+                "lapsed payment still unsettled after its last check; an admin settles it",
+                payment_id=payment.payment_id,
+                inquiry=str(answer.result),
+                transaction_id=answer.transaction_id,
+                paymob_order_id=payment.paymob_order_id,
+            )
+        if not self._audit(claimed, after, now, answer, final=final):
+            report.audits_skipped += 1
         return answer.result
 
     def _expire(self, payment: Payment, now: datetime, report: ReconcileReport) -> None:
@@ -272,25 +370,42 @@ class ReconcileService:
             "payment kept changing; expiry left for the next run", payment_id=payment.payment_id
         )
 
-    def _audit(self, payment: Payment, now: datetime, answer: InquiryAnswer) -> None:
-        """The check and what it did, under the payment, whatever the outcome."""
-        after = self._payments.get(payment.payment_id, consistent=True) or payment
+    def _audit(
+        self,
+        payment: Payment,
+        after: Payment,
+        now: datetime,
+        answer: InquiryAnswer,
+        *,
+        final: bool,
+    ) -> bool:
+        """The check and what it did, under the payment; False when not written because it
+        changed nothing and such an entry was already written this hour."""
         outcome = answer.outcome
-        self._payments.record_event(
-            self._event(
-                payment,
-                iso(now),
-                decision=outcome.message if outcome is not None else str(answer.result).upper(),
-                status_after=str(after.status),
-                reason=f"PayMob inquiry: {answer.result}",
-                payload={
-                    "inquiry": str(answer.result),
-                    "transaction_id": answer.transaction_id,
-                    "outcome": None if outcome is None else str(outcome.result),
-                },
-                paymob_transaction_id=answer.transaction_id,
-            )
+        at = iso(now)
+        unchanged = after.version == payment.version and not final
+        reason = f"PayMob inquiry: {answer.result}"
+        if final:
+            reason += "; the last check after the checkout lapsed: an admin settles it"
+        event = self._event(
+            payment,
+            at,
+            decision=outcome.message if outcome is not None else str(answer.result).upper(),
+            status_after=str(after.status),
+            reason=reason,
+            payload={
+                "inquiry": str(answer.result),
+                "transaction_id": answer.transaction_id,
+                "outcome": None if outcome is None else str(outcome.result),
+                **({"last_check": True} if final else {}),
+            },
+            paymob_transaction_id=answer.transaction_id,
         )
+        if unchanged:
+            # One key per payment and clock hour: the second write of the hour is refused.
+            hour = iso(now.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
+            event = event.model_copy(update={"event_key": f"AUDIT#{hour}#RECONCILER#UNCHANGED"})
+        return self._payments.record_event(event)
 
     def _event(
         self,
@@ -321,7 +436,12 @@ class ReconcileService:
             payload=payload,
         )
 
-    def _expires_at(self, payment: Payment) -> datetime:
+    def _lapsed_at(self, payment: Payment) -> datetime:
+        """When the checkout lapsed, or will: its expiry plus the grace period."""
         if payment.expires_at is not None:
-            return parse_time(payment.expires_at)
-        return parse_time(payment.created_at) + timedelta(seconds=self._settings.expiration_seconds)
+            expires = parse_time(payment.expires_at)
+        else:
+            expires = parse_time(payment.created_at) + timedelta(
+                seconds=self._settings.expiration_seconds
+            )
+        return expires + timedelta(seconds=self._settings.expiry_grace_seconds)
