@@ -13,7 +13,7 @@ from urllib.parse import quote
 from coursepay.domain.facts import FactKind, FactSource, TransactionFact
 from coursepay.domain.payment import Payment, PaymentStatus
 from coursepay.domain.records import Course, Enrollment, EnrollmentStatus, EventKind, PaymentEvent
-from coursepay.domain.state_machine import Decision, decide
+from coursepay.domain.state_machine import decide
 from coursepay.errors import ApiError, BadGateway, BadRequest, Conflict, NotFound
 from coursepay.observability import count, logger
 from coursepay.paymob.client import (
@@ -23,6 +23,7 @@ from coursepay.paymob.client import (
     redact_personal_data,
 )
 from coursepay.services.inquiry import PaymentInquiry, bookkeeping, iso, parse_time
+from coursepay.services.ports import PaymentStore
 from coursepay.storage.errors import PaymentAlreadyExists, StorageError
 from coursepay.storage.pagination import Page
 
@@ -79,21 +80,8 @@ class CheckoutFailed(BadGateway):
 # --- ports --------------------------------------------------------------------------------
 
 
-class CheckoutPayments(Protocol):
+class CheckoutPayments(PaymentStore, Protocol):
     def create(self, payment: Payment) -> None: ...
-
-    def get(self, payment_id: str, consistent: bool = True) -> Payment | None: ...
-
-    def save(
-        self,
-        decision: Decision,
-        event: PaymentEvent | None,
-        claim_transaction_id: str | None = None,
-    ) -> None: ...
-
-    def record_event(self, event: PaymentEvent) -> bool: ...
-
-    def find_by_paymob_order(self, order_id: str) -> Payment | None: ...
 
     def list_by_student(
         self,

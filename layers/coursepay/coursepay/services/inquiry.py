@@ -15,13 +15,13 @@ from typing import Any, Protocol
 
 from coursepay.domain.facts import FactSource
 from coursepay.domain.payment import Payment
-from coursepay.domain.records import PaymentEvent
 from coursepay.domain.signature import UnsignableValueError, transaction_message_from_obj
 from coursepay.domain.state_machine import Decision, DecisionReason
 from coursepay.observability import count, logger
 from coursepay.paymob.client import PaymobRejected, PaymobUnavailable
 from coursepay.paymob.transactions import InvalidTransaction, Transaction, parse_transaction
 from coursepay.services.callbacks import CallbackOutcome
+from coursepay.services.ports import PaymentWriter
 from coursepay.storage.errors import StalePayment
 
 
@@ -35,15 +35,6 @@ class TransactionApplier(Protocol):
     def apply_transaction(
         self, txn: Transaction, signed_message: str, source: FactSource
     ) -> CallbackOutcome: ...
-
-
-class PaymentWriter(Protocol):
-    def save(
-        self,
-        decision: Decision,
-        event: PaymentEvent | None,
-        claim_transaction_id: str | None = None,
-    ) -> None: ...
 
 
 class InquiryResult(StrEnum):

@@ -10,10 +10,8 @@ from coursepay.domain.signature import HmacSecrets
 from coursepay.domain.state_machine import Decision
 
 
-class PaymentStore(Protocol):
-    def get(self, payment_id: str, consistent: bool = True) -> Payment | None: ...
-
-    def find_by_paymob_order(self, order_id: str) -> Payment | None: ...
+class PaymentWriter(Protocol):
+    """Persists a state machine decision (and its history entry) in one conditional write."""
 
     def save(
         self,
@@ -21,6 +19,12 @@ class PaymentStore(Protocol):
         event: PaymentEvent | None,
         claim_transaction_id: str | None = None,
     ) -> None: ...
+
+
+class PaymentStore(PaymentWriter, Protocol):
+    def get(self, payment_id: str, consistent: bool = True) -> Payment | None: ...
+
+    def find_by_paymob_order(self, order_id: str) -> Payment | None: ...
 
     def record_event(self, event: PaymentEvent) -> bool: ...
 

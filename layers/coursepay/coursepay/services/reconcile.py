@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from coursepay.domain.facts import FactKind, FactSource, TransactionFact
 from coursepay.domain.payment import Payment, PaymentStatus
 from coursepay.domain.records import EventKind, PaymentEvent
-from coursepay.domain.state_machine import Decision, decide
+from coursepay.domain.state_machine import decide
 from coursepay.observability import count, logger
 from coursepay.services.inquiry import (
     InquiryAnswer,
@@ -57,6 +57,7 @@ from coursepay.services.inquiry import (
     parse_time,
     release_check,
 )
+from coursepay.services.ports import PaymentStore
 from coursepay.storage.errors import StalePayment, StorageError
 from coursepay.storage.pagination import Page
 
@@ -110,7 +111,7 @@ def next_lapsed_check_at(
     return lapsed_at + used * interval
 
 
-class ReconcilePayments(Protocol):
+class ReconcilePayments(PaymentStore, Protocol):
     def list_by_status(
         self,
         status: PaymentStatus,
@@ -119,17 +120,6 @@ class ReconcilePayments(Protocol):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Payment]: ...
-
-    def get(self, payment_id: str, consistent: bool = True) -> Payment | None: ...
-
-    def save(
-        self,
-        decision: Decision,
-        event: PaymentEvent | None,
-        claim_transaction_id: str | None = None,
-    ) -> None: ...
-
-    def record_event(self, event: PaymentEvent) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
