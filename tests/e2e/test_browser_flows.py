@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from devstack.paymob_sim import SANDBOX_CVV, SANDBOX_EXPIRY
+from tests.support.polling import wait_until
 from tests.support.shop import DECLINE_CARD, MASTERCARD, Shop
 
 CHROMIUM = "/usr/bin/chromium"
@@ -128,4 +129,9 @@ def test_a_declined_card_shows_the_failure_and_a_retry(
     )
     expect(page.locator("#course-link")).to_be_visible()
     page.screenshot(path=str(output_dir / "browser-retry-paid-result.png"), full_page=True)
-    assert shop.enrolment_count(course.course_id) == 1
+    # (enrolment follows the payment through the stream, a moment after the page)
+    wait_until(
+        lambda: shop.enrolment_count(course.course_id) == 1,
+        timeout=SETTLE_MS / 1000,
+        message="the enrolment after the retried payment",
+    )
