@@ -44,7 +44,7 @@ from tests.support.enrollment import (
     RecordingBus,
     StreamOfChanges,
 )
-from tests.support.fakes import InMemoryPaymentStore
+from tests.support.fakes import InMemoryPaymentStore, RecordingQueue
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 NOW = ENROLMENT_TIME
@@ -841,3 +841,45 @@ def test_the_service_knows_every_answer_storage_can_give() -> None:
     assert {str(r) for r in GrantResult} == {str(o) for o in GrantOutcome}
     assert {str(r) for r in RevokeResult} == {str(o) for o in RevokeOutcome}
     assert {str(r) for r in TransferResult} == {str(o) for o in TransferOutcome}
+
+
+def test_a_replayed_record_that_keeps_failing_does_not_hold_back_the_others() -> None:
+    # Given Lambda gave up on a range holding a payment for a course that no longer exists
+    # and another student's paid payment
+    record = on_failure_record()
+    start = record["DDBStreamBatchInfo"]["startSequenceNumber"]
+    orphaned = a_payment_in(S.PAID, payment_id="pay-gone-course", course_id="deleted-course")
+    other = a_payment_in(S.PAID, payment_id="pay-other", student_id="student-2")
+    world = a_world(orphaned, other)
+    queue = RecordingQueue()
+    world.service = EnrollmentService(
+        world.payments,
+        world.enrollments,
+        world.bus,
+        world.stream,
+        retry_queue=queue,
+        clock=lambda: NOW,
+    )
+    world.stream.changes = [
+        (start, orphaned.model_copy(update={"status": S.PENDING}), orphaned),
+        (start, other.model_copy(update={"status": S.PENDING}), other),
+    ]
+
+    # When the retry path replays it
+    outcomes = world.service.retry(record)
+
+    # Then the other student is enrolled, and the failing payment goes on as its own message
+    assert [o.payment_id for o in outcomes] == ["pay-other"]
+    assert world.enrolment("student-2") is not None
+    assert queue.messages == [enrolment_retry_message("pay-gone-course")]
+
+
+def test_a_failing_replayed_record_that_cannot_be_requeued_fails_the_message() -> None:
+    record = on_failure_record()
+    start = record["DDBStreamBatchInfo"]["startSequenceNumber"]
+    orphaned = a_payment_in(S.PAID, course_id="deleted-course")
+    world = a_world(orphaned)
+    world.stream.changes = [(start, orphaned.model_copy(update={"status": S.PENDING}), orphaned)]
+
+    with pytest.raises(TransientStorageError):
+        world.service.retry(record)

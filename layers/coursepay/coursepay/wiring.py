@@ -61,6 +61,8 @@ class EnrollmentSettings(EnvSettings):
     enrollments_table: str
     courses_table: str
     event_bus_name: str
+    # The retry function's: a replayed record that keeps failing goes on as its own message.
+    retry_queue_url: str | None = None
 
 
 class EnrollmentReadSettings(EnvSettings):
@@ -84,6 +86,7 @@ def enrollment_service() -> EnrollmentService:
         ),
         events=EventBridgePublisher(settings.event_bus_name),
         stream=PaymentStreamReader(),
+        retry_queue=SqsRetryQueue(settings.retry_queue_url) if settings.retry_queue_url else None,
     )
 
 

@@ -51,7 +51,7 @@ from coursepay.domain.records import Enrollment, EnrollmentStatus, EventKind, Pa
 from coursepay.domain.state_machine import decide
 from coursepay.observability import count, logger
 from coursepay.services.clock import utc_now
-from coursepay.services.ports import PaymentStore
+from coursepay.services.ports import PaymentStore, RetryQueue
 from coursepay.storage.errors import (
     CourseNotFound,
     DuplicateEvent,
@@ -271,6 +271,7 @@ class EnrollmentService:
         events: EventPublisher,
         stream: PaymentChangeSource | None = None,
         *,
+        retry_queue: RetryQueue | None = None,
         clock: Callable[[], str] = utc_now,
         stale_attempts: int = 3,
     ) -> None:
@@ -278,6 +279,7 @@ class EnrollmentService:
         self._enrollments = enrollments
         self._events = events
         self._stream = stream
+        self._retry_queue = retry_queue
         self._clock = clock
         self._stale_attempts = stale_attempts
 
@@ -379,7 +381,35 @@ class EnrollmentService:
                 count("EnrollmentStreamRecordsUnreadable")
             raise
         count("EnrollmentStreamRecordsReplayed", len(changes))
-        return [self.on_payment_changed(before, after) for before, after in changes]
+        outcomes: list[EnrollmentOutcome] = []
+        stuck: list[str] = []
+        for before, after in changes:
+            # Each record on its own: the range Lambda gave up on mixes unrelated payments,
+            # and one that keeps failing must not hold the others back.
+            changed = after or before
+            payment_id = changed.payment_id if changed is not None else None
+            logger.info("replaying a payment change", payment_id=payment_id)
+            try:
+                outcomes.append(self.on_payment_changed(before, after))
+            except Exception:
+                logger.exception("replayed payment change failed", payment_id=payment_id)
+                if payment_id is None or not self._requeue(payment_id):
+                    stuck.append(str(payment_id))
+        if stuck:
+            raise TransientStorageError(f"replay not done for payments {', '.join(stuck)}")
+        return outcomes
+
+    def _requeue(self, payment_id: str) -> bool:
+        """Hand one payment on as its own retry message; False when that cannot be done."""
+        if self._retry_queue is None:
+            return False
+        try:
+            self._retry_queue.send(enrolment_retry_message(payment_id))
+        except Exception:
+            logger.exception("could not requeue a payment's enrolment", payment_id=payment_id)
+            return False
+        count("EnrollmentReplayRequeued")
+        return True
 
     def retry(self, message: Mapping[str, Any]) -> list[EnrollmentOutcome]:
         """Handle one enrolment message from the retry queue (see `is_enrolment_retry`)."""
