@@ -871,7 +871,14 @@ def test_a_replayed_record_that_keeps_failing_does_not_hold_back_the_others() ->
     # Then the other student is enrolled, and the failing payment goes on as its own message
     assert [o.payment_id for o in outcomes] == ["pay-other"]
     assert world.enrolment("student-2") is not None
-    assert queue.messages == [enrolment_retry_message("pay-gone-course")]
+    [requeued] = queue.messages
+    assert requeued["payment_id"] == "pay-gone-course"
+
+    # And once its course exists, that message enrols the student with the record's events
+    world.enrollments.courses["deleted-course"] = a_course(course_id="deleted-course")
+    (outcome,) = world.service.retry(requeued)
+    assert outcome.enrolment == "GRANTED"
+    assert DetailType.PAYMENT_SUCCEEDED in outcome.published
 
 
 def test_a_failing_replayed_record_that_cannot_be_requeued_fails_the_message() -> None:

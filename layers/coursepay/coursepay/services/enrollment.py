@@ -204,9 +204,27 @@ def is_enrolment_retry(message: object) -> bool:
     )
 
 
-def enrolment_retry_message(payment_id: str) -> dict[str, Any]:
-    """A retry-queue message asking to reconcile one payment's enrolment with its status."""
-    return {"kind": ENROLMENT_MESSAGE_KIND, "payment_id": payment_id}
+def enrolment_retry_message(
+    payment_id: str, change: tuple[Payment | None, Payment | None] | None = None
+) -> dict[str, Any]:
+    """A retry-queue message for one payment's enrolment.
+
+    With a `change` (the record's before and after), the retry runs that change again, its
+    domain events included; without one (an operator's message), it reconciles the
+    enrolment with the payment's current status.
+    """
+    message: dict[str, Any] = {"kind": ENROLMENT_MESSAGE_KIND, "payment_id": payment_id}
+    if change is not None:
+        message["change"] = [None if p is None else p.model_dump(mode="json") for p in change]
+    return message
+
+
+def _change_of(message: Mapping[str, Any]) -> tuple[Payment | None, Payment | None]:
+    before, after = message["change"]
+    return (
+        None if before is None else Payment.model_validate(before),
+        None if after is None else Payment.model_validate(after),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,18 +411,18 @@ class EnrollmentService:
                 outcomes.append(self.on_payment_changed(before, after))
             except Exception:
                 logger.exception("replayed payment change failed", payment_id=payment_id)
-                if payment_id is None or not self._requeue(payment_id):
+                if payment_id is None or not self._requeue(payment_id, (before, after)):
                     stuck.append(str(payment_id))
         if stuck:
             raise TransientStorageError(f"replay not done for payments {', '.join(stuck)}")
         return outcomes
 
-    def _requeue(self, payment_id: str) -> bool:
-        """Hand one payment on as its own retry message; False when that cannot be done."""
+    def _requeue(self, payment_id: str, change: tuple[Payment | None, Payment | None]) -> bool:
+        """Hand one change on as its own retry message; False when that cannot be done."""
         if self._retry_queue is None:
             return False
         try:
-            self._retry_queue.send(enrolment_retry_message(payment_id))
+            self._retry_queue.send(enrolment_retry_message(payment_id, change))
         except Exception:
             logger.exception("could not requeue a payment's enrolment", payment_id=payment_id)
             return False
@@ -415,6 +433,8 @@ class EnrollmentService:
         """Handle one enrolment message from the retry queue (see `is_enrolment_retry`)."""
         if STREAM_BATCH_KEY in message:
             return self.replay_failed_batch(FailedStreamBatch.from_invocation_record(message))
+        if message.get("kind") == ENROLMENT_MESSAGE_KIND and message.get("change"):
+            return [self.on_payment_changed(*_change_of(message))]
         if message.get("kind") == ENROLMENT_MESSAGE_KIND and message.get("payment_id"):
             return [self.reconcile(str(message["payment_id"]))]
         raise ValueError("not an enrolment retry message")
