@@ -224,6 +224,27 @@ def test_a_student_already_enrolled_is_refused(checkout, store, payments, paymob
     assert paymob.intentions == []
 
 
+@pytest.mark.parametrize(
+    "status",
+    [PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.UNDER_REVIEW],
+)
+def test_a_student_who_paid_but_is_not_enrolled_yet_is_not_charged_twice(
+    checkout, store, payments, paymob, status
+):
+    # Given a payment that covers the course while its enrolment is still on its way (or an
+    # admin reviews it)
+    store.course()
+    store.payment(payment_id="pay-covering", student_id=STUDENT, course_id=COURSE, status=status)
+
+    # When the student presses "buy" again
+    response = checkout(checkout_request())
+
+    # Then no second payment is opened
+    assert (response["statusCode"], error_code(response)) == (409, "already_paid")
+    assert [p.payment_id for p in stored_payments(payments)] == ["pay-covering"]
+    assert paymob.intentions == []
+
+
 def test_a_student_whose_enrolment_was_revoked_can_buy_again(checkout, store):
     store.course()
     store.enrollment(student_id=STUDENT, course_id=COURSE, status=EnrollmentStatus.REVOKED)

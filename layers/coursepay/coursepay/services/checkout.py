@@ -48,6 +48,20 @@ class AlreadyEnrolled(Conflict):
     code = "already_enrolled"
 
 
+class AlreadyPaid(Conflict):
+    """Paid, but not enrolled yet (enrolment follows in moments) or held for an admin."""
+
+    code = "already_paid"
+
+
+# A payment in one of these already covers the course: a second checkout would charge twice.
+_COVERING_STATUSES = (
+    PaymentStatus.PAID,
+    PaymentStatus.PARTIALLY_REFUNDED,
+    PaymentStatus.UNDER_REVIEW,
+)
+
+
 class CheckoutInProgress(Conflict):
     """The first request with this Idempotency-Key has not finished yet."""
 
@@ -205,6 +219,14 @@ class CheckoutService:
         enrollment = self._enrollments.get(student.student_id, course.course_id)
         if enrollment is not None and enrollment.status is EnrollmentStatus.ACTIVE:
             raise AlreadyEnrolled("you are already enrolled in this course")
+        covering = self._covering_payment(student.student_id, course.course_id)
+        if covering is not None:
+            count("CheckoutRefusedAlreadyPaid")
+            logger.info("checkout refused: already paid", payment_id=covering.payment_id)
+            raise AlreadyPaid(
+                f"payment {covering.payment_id} already covers this course "
+                f"({covering.status}); no second payment is taken"
+            )
         now = self._clock()
         live = self._live_pending(student.student_id, course.course_id, now)
         if live is not None:
@@ -252,6 +274,29 @@ class CheckoutService:
                 payment.payment_id, payment.failure_reason or "checkout failed", keyed=True
             )
         return CheckoutResult(payment, created=False, replayed=True)
+
+    def _covering_payment(self, student_id: str, course_id: str) -> Payment | None:
+        """A payment of the student's that already pays for the course, read by its key.
+
+        The by-student index may lag a moment behind a status change, so what it lists is
+        read again consistently before it refuses a checkout.
+        """
+        for status in _COVERING_STATUSES:
+            cursor: str | None = None
+            for _ in range(_PENDING_PAGES):
+                page = self._payments.list_by_student(
+                    student_id, limit=20, cursor=cursor, status=status
+                )
+                for listed in page.items:
+                    if listed.course_id != course_id:
+                        continue
+                    payment = self._payments.get(listed.payment_id, consistent=True)
+                    if payment is not None and payment.status in _COVERING_STATUSES:
+                        return payment
+                cursor = page.cursor
+                if cursor is None:
+                    break
+        return None
 
     def _live_pending(self, student_id: str, course_id: str, now: datetime) -> Payment | None:
         """The student's newest PENDING payment for the course that can still be paid."""
