@@ -111,7 +111,13 @@ class PaymentStreamReader:
         ).get("ShardIterator")
         records: list[dict[str, Any]] = []
         empty_reads = 0
-        while iterator and empty_reads < _MAX_EMPTY_READS:
+        while iterator:
+            if empty_reads >= _MAX_EMPTY_READS:
+                # An open shard may answer empty pages before later records: the range is
+                # not read to its end yet, so this is "try again", never a short answer.
+                raise TransientStorageError(
+                    f"records {first_sequence}..{last_sequence} of {shard_id} not reached yet"
+                )
             response = self._call("get_records", ShardIterator=iterator, Limit=_RECORDS_PER_READ)
             batch = response.get("Records", [])
             empty_reads = 0 if batch else empty_reads + 1
