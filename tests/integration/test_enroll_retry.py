@@ -40,6 +40,7 @@ from tests.support.builders import (
 )
 from tests.support.enrollment import (
     DomainEventCapture,
+    every_stream_record,
     fresh_enrolment_containers,
     schema_errors,
 )
@@ -122,10 +123,10 @@ def stream_position(aws: AwsStack) -> tuple[str, str, str]:
 
 
 def records_of(aws: AwsStack, payment_id: str) -> list[dict[str, Any]]:
-    arn, shard, first = stream_position(aws)
+    arn = aws.resources.get_att("PaymentsTable", "StreamArn")
     return [
         r
-        for r in PaymentStreamReader().read(arn, shard, first, str(10**30))
+        for r in every_stream_record(arn)
         if r["dynamodb"]["Keys"]["payment_id"]["S"] == payment_id
     ]
 

@@ -18,7 +18,6 @@ from coursepay.services.enrollment import DUPLICATE_EVENT_KEY, EnrollmentService
 from coursepay.storage.bus import EventBridgePublisher
 from coursepay.storage.catalog import CourseRepository, EnrollmentRepository
 from coursepay.storage.payments import PaymentRepository
-from coursepay.storage.stream_records import PaymentStreamReader
 from functions.enroll import handle_enroll
 from tests.support.aws import AwsStack, FaultyClient, Store, client_error
 from tests.support.builders import (
@@ -34,6 +33,7 @@ from tests.support.builders import (
 )
 from tests.support.enrollment import (
     DomainEventCapture,
+    every_stream_record,
     fresh_enrolment_containers,
     schema_errors,
 )
@@ -301,11 +301,7 @@ def test_a_refund_after_enrolment_revokes_once_and_a_second_refund_record_change
 
 def stream_records(aws: AwsStack) -> list[dict[str, Any]]:
     """Every record the Payments table's stream holds, read as the retry path reads them."""
-    reader = PaymentStreamReader()
-    arn = aws.resources.get_att("PaymentsTable", "StreamArn")
-    shard = reader.client.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
-    first = shard["SequenceNumberRange"]["StartingSequenceNumber"]
-    return reader.read(arn, shard["ShardId"], first, str(10**30))
+    return every_stream_record(aws.resources.get_att("PaymentsTable", "StreamArn"))
 
 
 def test_a_second_payment_for_an_owned_course_is_flagged_not_counted_and_announced(

@@ -308,3 +308,23 @@ class DomainEventCapture:
                 self._sqs.delete_message(
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
+
+
+def every_stream_record(stream_arn: str) -> list[dict[str, Any]]:
+    """Every record the stream holds now, in Lambda's shape (the emulator's open shard ends
+    where its records end: the first empty page)."""
+    from coursepay.storage.stream_records import PaymentStreamReader, lambda_record
+
+    client = PaymentStreamReader().client
+    found: list[dict[str, Any]] = []
+    for shard in client.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        iterator = client.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        ).get("ShardIterator")
+        while iterator:
+            page = client.get_records(ShardIterator=iterator, Limit=1000)
+            if not page.get("Records"):
+                break
+            found += [lambda_record(record, stream_arn) for record in page["Records"]]
+            iterator = page.get("NextShardIterator")
+    return found
