@@ -407,6 +407,29 @@ def test_a_checkout_while_paymob_is_down_fails_the_payment(function, store, paym
     assert_failed_without_pending(payments, response, "the payment provider is unavailable")
 
 
+def test_a_checkout_that_cannot_read_its_paymob_secret_fails_the_payment(function, store, payments):
+    checkout = function("CheckoutFunction", PAYMOB_SECRET_NAME="course-payments/dev/missing")
+    store.course()
+
+    response = checkout(checkout_request())
+
+    assert_failed_without_pending(payments, response, "the checkout could not be opened")
+
+
+def test_a_price_change_opens_a_new_payment_at_the_new_price(checkout, store, payments):
+    store.course(price_cents=150_000)
+    first = json_body(checkout(checkout_request()))
+    store.course(price_cents=120_000)
+
+    response = checkout(checkout_request())
+
+    assert response["statusCode"] == 201
+    assert json_body(response)["payment_id"] != first["payment_id"]
+    newest = payments.get(json_body(response)["payment_id"])
+    assert newest is not None
+    assert newest.amount_cents == 120_000
+
+
 def test_a_replayed_key_of_a_failed_checkout_answers_the_same_failure(function, store, payments):
     checkout = function("CheckoutFunction", PAYMOB_INTEGRATION_IDS="999")
     store.course()

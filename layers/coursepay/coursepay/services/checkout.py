@@ -228,7 +228,7 @@ class CheckoutService:
                 f"({covering.status}); no second payment is taken"
             )
         now = self._clock()
-        live = self._live_pending(student.student_id, course.course_id, now)
+        live = self._live_pending(student.student_id, course, now)
         if live is not None:
             count("CheckoutReused")
             logger.info("checkout reused", payment_id=live.payment_id)
@@ -246,7 +246,12 @@ class CheckoutService:
         body = self._intention_body(payment, course, student, request.public_base_url)
         try:
             intention = self._paymob.create_intention(body)
-        except PaymobError as error:
+        except Exception as error:
+            if not isinstance(error, PaymobError):
+                # Say, the PayMob secret could not be read: no PENDING is left behind either.
+                logger.exception(
+                    "checkout failed before PayMob answered", payment_id=payment.payment_id
+                )
             self._fail(payment, error, body)
             raise CheckoutFailed(
                 payment.payment_id, _failure_reason(error), keyed=keyed_id is not None
@@ -298,8 +303,9 @@ class CheckoutService:
                     break
         return None
 
-    def _live_pending(self, student_id: str, course_id: str, now: datetime) -> Payment | None:
-        """The student's newest PENDING payment for the course that can still be paid."""
+    def _live_pending(self, student_id: str, course: Course, now: datetime) -> Payment | None:
+        """The student's newest PENDING payment for the course that can still be paid, at
+        the course's current price (a price change opens a new payment)."""
         oldest_live = now - timedelta(seconds=self._settings.expiration_seconds)
         cursor: str | None = None
         for _ in range(_PENDING_PAGES):
@@ -310,7 +316,9 @@ class CheckoutService:
                 if parse_time(payment.created_at) < oldest_live:
                     return None  # newest first: nothing older can still be open
                 if (
-                    payment.course_id == course_id
+                    payment.course_id == course.course_id
+                    and payment.amount_cents == course.price_cents
+                    and payment.currency == course.currency
                     and payment.checkout_url is not None
                     and payment.expires_at is not None
                     and parse_time(payment.expires_at) - now >= REUSE_MIN_REMAINING
@@ -395,7 +403,7 @@ class CheckoutService:
         )
         return decision.after
 
-    def _fail(self, payment: Payment, error: PaymobError, body: dict[str, Any]) -> None:
+    def _fail(self, payment: Payment, error: Exception, body: dict[str, Any]) -> None:
         """Close the payment that never reached PayMob, so no PENDING is left behind.
 
         A checkout PayMob would not open is a declined attempt without a transaction: the
@@ -504,10 +512,12 @@ def _base32(raw: bytes) -> str:
     return "".join(_CROCKFORD[(number >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def _failure_reason(error: PaymobError) -> str:
+def _failure_reason(error: Exception) -> str:
     if isinstance(error, PaymobRejected):
         return f"the payment provider refused the checkout (HTTP {error.status})"
-    return "the payment provider is unavailable"
+    if isinstance(error, PaymobError):
+        return "the payment provider is unavailable"
+    return "the checkout could not be opened"
 
 
 def _given(value: str | None) -> str:
