@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -294,6 +295,62 @@ def test_a_pending_payment_about_to_expire_is_not_offered_again(checkout, store,
 
     assert response["statusCode"] == 201
     assert json_body(response)["payment_id"] != "pay_old"
+
+
+def test_a_checkout_racing_one_still_opening_is_told_so_not_given_a_second_page(
+    checkout, store, payments, paymob
+):
+    # Given another request of the student's holds the course's open checkout, its PayMob
+    # page not opened yet (the index that finds live payments has not caught up either)
+    store.course()
+    now = datetime.now(UTC)
+    opening = store.payment(
+        a_payment(
+            payment_id="pay_opening",
+            student_id=STUDENT,
+            created_at=now.isoformat(),
+            expires_at=(now + timedelta(hours=1)).isoformat(),
+            checkout_url=None,
+        )
+    )
+    payments.claim_open_checkout(
+        STUDENT, COURSE, opening.payment_id, opening.expires_at, now.isoformat()
+    )
+
+    # When a second checkout comes in
+    response = checkout(checkout_request())
+
+    # Then it opens no second PayMob page
+    assert (response["statusCode"], error_code(response)) == (409, "checkout_in_progress")
+    assert paymob.intentions == []
+
+
+def test_a_checkout_held_by_a_failed_payment_opens_a_new_one(checkout, store, payments):
+    store.course()
+    now = datetime.now(UTC)
+    failed = store.payment(
+        a_payment(payment_id="pay_failed", student_id=STUDENT, status=PaymentStatus.FAILED)
+    )
+    payments.claim_open_checkout(
+        STUDENT, COURSE, failed.payment_id, (now + timedelta(hours=1)).isoformat(), now.isoformat()
+    )
+
+    response = checkout(checkout_request())
+
+    assert response["statusCode"] == 201
+    assert json_body(response)["payment_id"] != "pay_failed"
+
+
+def test_simultaneous_checkouts_open_one_paymob_page(checkout, store, payments, paymob):
+    store.course()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(pool.map(lambda _: checkout(checkout_request()), range(4)))
+
+    opened = [json_body(r)["payment_id"] for r in responses if r["statusCode"] in (200, 201)]
+    assert {r["statusCode"] for r in responses} <= {200, 201, 409}
+    assert len(set(opened)) == 1
+    assert len(paymob.intentions) == 1
 
 
 def test_a_pending_payment_for_another_course_is_not_reused(checkout, store, payments):

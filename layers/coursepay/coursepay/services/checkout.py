@@ -97,6 +97,17 @@ class CheckoutFailed(BadGateway):
 class CheckoutPayments(PaymentStore, Protocol):
     def create(self, payment: Payment) -> None: ...
 
+    def claim_open_checkout(
+        self,
+        student_id: str,
+        course_id: str,
+        payment_id: str,
+        open_until: str,
+        now: str,
+        *,
+        replacing: str | None = None,
+    ) -> str | None: ...
+
     def list_by_student(
         self,
         student_id: str,
@@ -234,6 +245,9 @@ class CheckoutService:
             logger.info("checkout reused", payment_id=live.payment_id)
             return CheckoutResult(live, created=False)
         payment = self._new_payment(keyed_id, student, course, now)
+        held = self._claim_open_checkout(payment, course, now)
+        if held is not None:
+            return held
         try:
             self._payments.create(payment)
         except PaymentAlreadyExists:
@@ -280,6 +294,53 @@ class CheckoutService:
             )
         return CheckoutResult(payment, created=False, replayed=True)
 
+    def _claim_open_checkout(
+        self, payment: Payment, course: Course, now: datetime
+    ) -> CheckoutResult | None:
+        """One open PayMob page per student and course, however many requests race.
+
+        The index that finds a live payment to reuse lags a moment behind a new one, so two
+        simultaneous checkouts (a double click, two tabs) would both open a page; a claim,
+        one conditional write, lets one through. The other answers the winner's payment, or
+        409 while it is still opening. A winner that has since failed, expired or been
+        repriced is replaced.
+        """
+        assert payment.expires_at is not None
+        holder = self._payments.claim_open_checkout(
+            payment.student_id, payment.course_id, payment.payment_id, payment.expires_at, iso(now)
+        )
+        if holder is None or holder == payment.payment_id:
+            return None
+        existing = self._payments.get(holder, consistent=True)
+        if existing is not None and existing.status in _COVERING_STATUSES:
+            raise AlreadyPaid(f"payment {existing.payment_id} already covers this course")
+        if existing is not None and existing.status is PaymentStatus.PENDING:
+            if existing.checkout_url is None:
+                raise CheckoutInProgress("another checkout of this course is opening")
+            if self._reusable(existing, course, now):
+                count("CheckoutReused")
+                return CheckoutResult(existing, created=False)
+        replaced = self._payments.claim_open_checkout(
+            payment.student_id,
+            payment.course_id,
+            payment.payment_id,
+            payment.expires_at,
+            iso(now),
+            replacing=holder,
+        )
+        if replaced is not None and replaced != payment.payment_id:
+            raise CheckoutInProgress("another checkout of this course is opening")
+        return None
+
+    def _reusable(self, payment: Payment, course: Course, now: datetime) -> bool:
+        return (
+            payment.amount_cents == course.price_cents
+            and payment.currency == course.currency
+            and payment.checkout_url is not None
+            and payment.expires_at is not None
+            and parse_time(payment.expires_at) - now >= REUSE_MIN_REMAINING
+        )
+
     def _covering_payment(self, student_id: str, course_id: str) -> Payment | None:
         """A payment of the student's that already pays for the course, read by its key.
 
@@ -315,14 +376,7 @@ class CheckoutService:
             for payment in page.items:
                 if parse_time(payment.created_at) < oldest_live:
                     return None  # newest first: nothing older can still be open
-                if (
-                    payment.course_id == course.course_id
-                    and payment.amount_cents == course.price_cents
-                    and payment.currency == course.currency
-                    and payment.checkout_url is not None
-                    and payment.expires_at is not None
-                    and parse_time(payment.expires_at) - now >= REUSE_MIN_REMAINING
-                ):
+                if payment.course_id == course.course_id and self._reusable(payment, course, now):
                     return payment
             cursor = page.cursor
             if cursor is None:

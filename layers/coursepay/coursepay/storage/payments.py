@@ -25,6 +25,7 @@ from coursepay.storage.errors import (
     StalePayment,
     StorageError,
     TransactionClaimedElsewhere,
+    TransientStorageError,
 )
 from coursepay.storage.pagination import Page, decode_cursor, encode_cursor
 from coursepay.storage.serialization import (
@@ -170,6 +171,52 @@ class PaymentRepository:
         return str(from_item(item)["claimed_by"]) if item else None
 
     # --- events ---------------------------------------------------------------------
+
+    # --- one open checkout per student and course --------------------------------------
+
+    def claim_open_checkout(
+        self,
+        student_id: str,
+        course_id: str,
+        payment_id: str,
+        open_until: str,
+        now: str,
+        *,
+        replacing: str | None = None,
+    ) -> str | None:
+        """Make `payment_id` the student's one open checkout of the course.
+
+        One conditional write, so of two simultaneous checkouts exactly one opens a PayMob
+        page. Succeeds (None) where no checkout is open, the open one has lapsed, or it is
+        `replacing` (a payment the caller saw settle); otherwise answers the payment that
+        holds the claim.
+        """
+        key = {
+            "payment_id": {"S": f"CHECKOUT#{student_id}#{course_id}"},
+            "event_key": {"S": "OPEN"},
+        }
+        condition = "attribute_not_exists(event_key) OR open_until < :now"
+        values: dict[str, Any] = {":now": {"S": now}}
+        if replacing is not None:
+            condition += " OR holder = :replacing"
+            values[":replacing"] = {"S": replacing}
+        try:
+            request(
+                self._client.put_item,
+                TableName=self._events,
+                Item={**key, "holder": {"S": payment_id}, "open_until": {"S": open_until}},
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ConditionFailed:
+            held = request(
+                self._client.get_item, TableName=self._events, Key=key, ConsistentRead=True
+            )
+            holder = held.get("Item", {}).get("holder", {}).get("S")
+            if not holder:
+                raise TransientStorageError("the open checkout changed while it was read") from None
+            return str(holder)
+        return None
 
     def record_event(self, event: PaymentEvent) -> bool:
         """Record an orphan, token, audit or other event; False if it was already recorded."""
