@@ -10,6 +10,7 @@ import pytest
 
 from coursepay.domain.payment import PaymentStatus
 from coursepay.domain.records import EnrollmentStatus, EventKind
+from coursepay.domain.state_machine import decide
 from coursepay.paymob.client import Intention, PaymobRejected
 from coursepay.services.checkout import (
     CheckoutFailed,
@@ -23,7 +24,7 @@ from coursepay.services.inquiry import PaymentInquiry
 from coursepay.storage.catalog import CourseRepository, EnrollmentRepository
 from coursepay.storage.payments import PaymentRepository
 from tests.support.aws import a_course
-from tests.support.builders import a_payment
+from tests.support.builders import a_payment, declined_fact
 from tests.support.events import http_event, json_body, student_claims
 from tests.support.payments_api import (
     PUBLIC_BASE_URL,
@@ -391,6 +392,28 @@ def test_a_replay_answers_the_payment_as_it_is_now_even_once_enrolled(checkout, 
 
     assert replay["statusCode"] == 200
     assert json_body(replay)["payment_id"] == first["payment_id"]
+
+
+def test_a_key_answered_with_a_reused_payment_keeps_answering_that_payment(
+    checkout, store, payments, paymob
+):
+    # Given a key first answered with the student's already open payment
+    store.course()
+    opened = json_body(checkout(checkout_request()))
+    reused = checkout(checkout_request(key="k-reuse"))
+    assert json_body(reused)["payment_id"] == opened["payment_id"]
+
+    # When that payment is declined, and the client retries with the same key
+    pending = payments.get(opened["payment_id"])
+    assert pending is not None
+    payments.save(decide(pending, declined_fact(), datetime.now(UTC).isoformat()), None)
+    retried = checkout(checkout_request(key="k-reuse"))
+
+    # Then the key still answers that one payment: no second page behind the client's back
+    assert retried["statusCode"] == 200
+    assert retried["headers"]["idempotent-replayed"] == "true"
+    assert json_body(retried)["payment_id"] == opened["payment_id"]
+    assert len(paymob.intentions) == 1
 
 
 def test_an_idempotency_key_reused_for_another_course_is_refused(checkout, store, payments):

@@ -97,6 +97,10 @@ class CheckoutFailed(BadGateway):
 class CheckoutPayments(PaymentStore, Protocol):
     def create(self, payment: Payment) -> None: ...
 
+    def bind_idempotency_key(self, keyed_id: str, payment_id: str) -> str: ...
+
+    def idempotency_binding(self, keyed_id: str) -> str | None: ...
+
     def claim_open_checkout(
         self,
         student_id: str,
@@ -224,6 +228,11 @@ class CheckoutService:
             replay = self._replay(keyed_id, student.student_id, request.course_id)
             if replay is not None:
                 return replay
+            bound = self._payments.idempotency_binding(keyed_id)
+            if bound is not None:
+                replay = self._replay(bound, student.student_id, request.course_id)
+                if replay is not None:
+                    return replay
         course = self._courses.get(request.course_id)
         if course is None or not course.active:
             raise CourseUnavailable(f"no course {request.course_id!r} is open for enrolment")
@@ -241,13 +250,11 @@ class CheckoutService:
         now = self._clock()
         live = self._live_pending(student.student_id, course, now)
         if live is not None:
-            count("CheckoutReused")
-            logger.info("checkout reused", payment_id=live.payment_id)
-            return CheckoutResult(live, created=False)
+            return self._reuse(live, keyed_id)
         payment = self._new_payment(keyed_id, student, course, now)
         held = self._claim_open_checkout(payment, course, now)
         if held is not None:
-            return held
+            return self._reuse(held.payment, keyed_id)
         try:
             self._payments.create(payment)
         except PaymentAlreadyExists:
@@ -294,6 +301,19 @@ class CheckoutService:
             )
         return CheckoutResult(payment, created=False, replayed=True)
 
+    def _reuse(self, live: Payment, keyed_id: str | None) -> CheckoutResult:
+        """Answer with the student's open payment; a keyed request binds its key to it, so a
+        retry with that key answers the same payment whatever it has become since."""
+        if keyed_id is not None:
+            bound = self._payments.bind_idempotency_key(keyed_id, live.payment_id)
+            if bound != live.payment_id:
+                replay = self._replay(bound, live.student_id, live.course_id)
+                if replay is not None:
+                    return replay
+        count("CheckoutReused")
+        logger.info("checkout reused", payment_id=live.payment_id)
+        return CheckoutResult(live, created=False)
+
     def _claim_open_checkout(
         self, payment: Payment, course: Course, now: datetime
     ) -> CheckoutResult | None:
@@ -318,7 +338,6 @@ class CheckoutService:
             if existing.checkout_url is None:
                 raise CheckoutInProgress("another checkout of this course is opening")
             if self._reusable(existing, course, now):
-                count("CheckoutReused")
                 return CheckoutResult(existing, created=False)
         replaced = self._payments.claim_open_checkout(
             payment.student_id,

@@ -218,6 +218,40 @@ class PaymentRepository:
             return str(holder)
         return None
 
+    # --- Idempotency-Keys answered with a payment the key did not create ----------------
+
+    def bind_idempotency_key(self, keyed_id: str, payment_id: str) -> str:
+        """Bind a key (by its derived payment id) to the payment that answered it; the first
+        binding wins, and is what this returns."""
+        key = self._binding_key(keyed_id)
+        try:
+            request(
+                self._client.put_item,
+                TableName=self._events,
+                Item={**key, "holder": {"S": payment_id}},
+                ConditionExpression="attribute_not_exists(event_key)",
+            )
+        except ConditionFailed:
+            bound = self.idempotency_binding(keyed_id)
+            if bound is None:
+                raise TransientStorageError("the key's binding changed while it was read") from None
+            return bound
+        return payment_id
+
+    def idempotency_binding(self, keyed_id: str) -> str | None:
+        held = request(
+            self._client.get_item,
+            TableName=self._events,
+            Key=self._binding_key(keyed_id),
+            ConsistentRead=True,
+        )
+        holder = held.get("Item", {}).get("holder", {}).get("S")
+        return str(holder) if holder else None
+
+    @staticmethod
+    def _binding_key(keyed_id: str) -> dict[str, Any]:
+        return {"payment_id": {"S": f"IDEMPOTENCY#{keyed_id}"}, "event_key": {"S": "BOUND"}}
+
     def record_event(self, event: PaymentEvent) -> bool:
         """Record an orphan, token, audit or other event; False if it was already recorded."""
         try:
