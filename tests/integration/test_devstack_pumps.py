@@ -333,11 +333,8 @@ class FlakyStreams:
         return self._client.get_records(**kwargs)
 
 
-def test_after_a_failed_poll_the_stream_resumes_where_it_was_without_redelivering(
-    client: Callable[[str], Any], pumps: list[Any]
-) -> None:
-    table, stream_arn = a_payments_table(client)
-    streams = FlakyStreams(client("dynamodbstreams"))
+def a_running_stream_pump(pumps: list[Any], stream_arn: str, streams: Any) -> FakeFunction:
+    """A started stream pump with default settings, feeding a recording function."""
     function = FakeFunction()
     pump = StreamPump(
         name="enroll",
@@ -348,6 +345,19 @@ def test_after_a_failed_poll_the_stream_resumes_where_it_was_without_redeliverin
     )
     pumps.append(pump)
     pump.start()
+    return function
+
+
+def delivered_ids(function: FakeFunction) -> list[str]:
+    return [r["dynamodb"]["Keys"]["payment_id"]["S"] for r in function.records]
+
+
+def test_after_a_failed_poll_the_stream_resumes_where_it_was_without_redelivering(
+    client: Callable[[str], Any], pumps: list[Any]
+) -> None:
+    table, stream_arn = a_payments_table(client)
+    streams = FlakyStreams(client("dynamodbstreams"))
+    function = a_running_stream_pump(pumps, stream_arn, streams)
     put_payment(client, table, "pay-1", "PAID")
     wait_until(lambda: len(function.records) == 1, message="the first record")
 
@@ -359,10 +369,7 @@ def test_after_a_failed_poll_the_stream_resumes_where_it_was_without_redeliverin
     # Then the pump carries on after the last record it handled: nothing twice, nothing lost
     wait_until(lambda: len(function.records) >= 2, message="the second record")
     time.sleep(0.5)
-    assert [r["dynamodb"]["Keys"]["payment_id"]["S"] for r in function.records] == [
-        "pay-1",
-        "pay-2",
-    ]
+    assert delivered_ids(function) == ["pay-1", "pay-2"]
 
 
 def test_a_cancelled_transaction_neither_blinds_the_pump_nor_shows_it_a_phantom(
@@ -371,16 +378,7 @@ def test_a_cancelled_transaction_neither_blinds_the_pump_nor_shows_it_a_phantom(
     # Given a pump reading a table in which a transaction is then cancelled (moto swaps in a
     # copy of the table, and an old iterator would read the discarded one)
     table, stream_arn = a_payments_table(client)
-    function = FakeFunction()
-    pump = StreamPump(
-        name="enroll",
-        function=function,
-        stream_arn=stream_arn,
-        region=REGION,
-        streams_client=client("dynamodbstreams"),
-    )
-    pumps.append(pump)
-    pump.start()
+    function = a_running_stream_pump(pumps, stream_arn, client("dynamodbstreams"))
     put_payment(client, table, "pay-1", "PAID")
     wait_until(lambda: len(function.records) == 1, message="the first record")
     with pytest.raises(client("dynamodb").exceptions.TransactionCanceledException):
@@ -404,11 +402,7 @@ def test_a_cancelled_transaction_neither_blinds_the_pump_nor_shows_it_a_phantom(
     # Then the pump delivers them, and never the cancelled write
     wait_until(lambda: len(function.records) >= 3, message="the later records")
     time.sleep(0.5)
-    assert [r["dynamodb"]["Keys"]["payment_id"]["S"] for r in function.records] == [
-        "pay-1",
-        "pay-2",
-        "pay-3",
-    ]
+    assert delivered_ids(function) == ["pay-1", "pay-2", "pay-3"]
 
 
 # --- SQS ------------------------------------------------------------------------------------
